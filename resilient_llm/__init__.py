@@ -1,0 +1,1 @@
+"""resilient_llm: a drop-in AsyncOpenAI that never hangs."""
