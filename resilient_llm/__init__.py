@@ -1,1 +1,97 @@
-"""resilient_llm: a drop-in AsyncOpenAI that never hangs."""
+"""resilient_llm: a drop-in ``AsyncOpenAI`` for self-hosted LLM servers that never hangs.
+
+Change one import — ``from resilient_llm import AsyncOpenAI`` — and every call gets a deadline, stall
+detection, jittered retries under a budget, a fair limiter with a slow-start ramp, and a circuit breaker
+keyed on the server's queue depth.
+"""
+
+from . import types
+from ._client import AsyncOpenAI
+from ._config import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RAMP_UP,
+    DEFAULT_STALL_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    NotGiven,
+    RateLimit,
+    RetryBudgetConfig,
+)
+from ._events import BreakerTransition, Event, EventHook, MetricsAvailability, OrphansAborted, RetryScheduled
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    CircuitOpenError,
+    ConfigError,
+    ConflictError,
+    DeadlineExceeded,
+    InternalServerError,
+    LengthFinishReasonError,
+    NotFoundError,
+    OpenAIError,
+    OrphanedRequestError,
+    PermissionDeniedError,
+    RateLimitError,
+    StallError,
+    StreamError,
+    UnprocessableEntityError,
+)
+from ._policies._backoff import Backoff
+from ._policies._breaker import BreakerConfig
+from ._stats import Stats
+from ._streaming import AsyncStream
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_RAMP_UP",
+    "DEFAULT_STALL_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "NOT_GIVEN",
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncOpenAI",
+    "AsyncStream",
+    "AuthenticationError",
+    "Backoff",
+    "BadRequestError",
+    "BreakerConfig",
+    "BreakerTransition",
+    "CircuitOpenError",
+    "ConfigError",
+    "ConflictError",
+    "DeadlineExceeded",
+    "Event",
+    "EventHook",
+    "InternalServerError",
+    "LengthFinishReasonError",
+    "MetricsAvailability",
+    "NotFoundError",
+    "NotGiven",
+    "OpenAIError",
+    "OrphanedRequestError",
+    "OrphansAborted",
+    "PermissionDeniedError",
+    "RateLimit",
+    "RateLimitError",
+    "RetryBudgetConfig",
+    "RetryScheduled",
+    "StallError",
+    "Stats",
+    "StreamError",
+    "UnprocessableEntityError",
+    "__version__",
+    "types",
+]

@@ -19,9 +19,9 @@ openai-style class a caller would already catch::
     │   ├── APIConnectionError                   no usable response
     │   │   ├── APITimeoutError
     │   │   │   ├── DeadlineExceeded             the call's deadline ran out
+    │   │   │   │   └── CircuitOpenError         held by the breaker; the deadline cannot be met
     │   │   │   ├── StallError                   the server went silent for stall_timeout
     │   │   │   └── OrphanedRequestError         the server no longer knows the request
-    │   │   └── CircuitOpenError                 held by the breaker past the deadline
     │   ├── StreamError                          an ``error`` object inside an SSE stream
     │   └── APIResponseValidationError           the body is not what the endpoint returns
     └── LengthFinishReasonError                  ``parse`` hit max_tokens
@@ -224,14 +224,31 @@ class OrphanedRequestError(APITimeoutError):
         self.client_waiting = client_waiting
 
 
-class CircuitOpenError(APIConnectionError):
-    """The circuit breaker held the call and its deadline cannot be met while it stays open."""
+class CircuitOpenError(DeadlineExceeded):
+    """The circuit breaker held the call, and its deadline cannot be met while the breaker stays shut.
 
-    def __init__(self, request: httpx.Request, *, state: str, reason: str, retry_in: float | None) -> None:
-        msg = f"Circuit breaker {state} ({reason})"
-        if retry_in is not None:
-            msg += f"; it would not admit calls for about {retry_in:.1f}s, past the call's deadline"
-        super().__init__(message=msg, request=request)
+    Raised as soon as that is known (an open breaker whose cooldown ends past the deadline), or when
+    the deadline runs out while the call is held. ``state`` and ``reason`` say why the breaker holds.
+    """
+
+    def __init__(
+        self,
+        request: httpx.Request,
+        *,
+        deadline: float,
+        attempts: int,
+        state: str,
+        reason: str,
+        retry_in: float | None,
+        last_error: BaseException | None = None,
+    ) -> None:
+        super().__init__(
+            request,
+            deadline=deadline,
+            attempts=attempts,
+            last_error=last_error,
+            waiting_for=f"held by the circuit breaker ({state}: {reason})",
+        )
         self.state = state
         self.reason = reason
         self.retry_in = retry_in

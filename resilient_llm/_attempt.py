@@ -1,0 +1,297 @@
+"""One attempt: send the request, read the answer under a silence limit, return the decoded body.
+
+Every read happens inside a cancel scope whose deadline is ``min(call deadline, last byte + silence)``
+and moves forward each time the server sends something. So a long generation that keeps producing
+tokens is never cut, a silent server is cut after ``silence`` seconds, and the call's deadline is never
+passed. The orphan detector can cancel the same scope from outside (see ``_vllm/_monitor.py``).
+
+Three ways to read an answer:
+
+* :func:`read_json` — a plain JSON body (models, embeddings, or when stall detection is off);
+* :func:`read_assembled` — a non-streaming call sent as a stream and reassembled into the exact
+  body the non-streaming endpoint returns (so silence can be measured while the answer is produced);
+* :func:`open_stream` — a user's stream, returned once its first event arrived (the commit point:
+  before it, failures are retried; after it, they reach the caller).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    DeadlineExceeded,
+    OrphanedRequestError,
+    StallError,
+    StreamError,
+    status_error,
+)
+from ._http._base import RawResponse, Transport, describe_request, to_httpx_response
+from ._sse import iter_events
+
+#: Moving a cancel scope's deadline costs a timer reschedule: skip moves shorter than this share of silence.
+_MOVE_SLACK = 0.05
+
+
+class Assembler(Protocol):
+    def feed(self, chunk: dict[str, Any]) -> None: ...
+
+    @property
+    def finished(self) -> bool:
+        """Every choice has its finish reason (or the final event arrived)."""
+        ...
+
+    def result(self) -> dict[str, Any]: ...
+
+
+@dataclass(slots=True)
+class Request:
+    """What one attempt sends. ``headers`` already carry credentials: never log them."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: bytes | None
+
+
+class Watch:
+    """An attempt waiting on the server, as the orphan detector sees it."""
+
+    __slots__ = ("client_waiting", "orphaned", "scope", "server_active", "silent_since")
+
+    def __init__(self, scope: anyio.CancelScope, now: float) -> None:
+        self.scope = scope
+        self.silent_since = now
+        self.orphaned = False
+        self.server_active = 0
+        self.client_waiting = 0
+
+    def abort_orphan(self, server_active: int, client_waiting: int) -> None:
+        self.orphaned = True
+        self.server_active, self.client_waiting = server_active, client_waiting
+        self.scope.cancel()
+
+
+@dataclass(slots=True)
+class Attempt:
+    """The per-attempt context the call pipeline hands to the readers."""
+
+    transport: Transport
+    request: Request
+    silence: float | None
+    deadline_at: float
+    connect_timeout: float | None
+    clock: Callable[[], float]
+    watches: dict[Watch, None] | None  # the orphan detector's registry, None when it is off
+    events: int = 0
+
+    def first_deadline(self) -> float:
+        if self.silence is None:
+            return self.deadline_at
+        return min(self.deadline_at, self.clock() + self.silence)
+
+    def describe(self) -> Any:
+        return describe_request(self.request.method, self.request.url)
+
+    def timed_out(self, watch: Watch | None) -> Exception:
+        """The error for a cancelled attempt scope: deadline, orphan or stall."""
+        if watch is not None and watch.orphaned:
+            return OrphanedRequestError(
+                self.describe(), server_active=watch.server_active, client_waiting=watch.client_waiting
+            )
+        if self.clock() >= self.deadline_at or self.silence is None:
+            return _DeadlineReached()
+        return StallError(self.describe(), silence=self.silence, received_events=self.events)
+
+
+class _DeadlineReached(Exception):
+    """Internal: the attempt scope ended at the call's deadline; the pipeline raises DeadlineExceeded."""
+
+
+DeadlineReached = _DeadlineReached
+
+
+async def send(att: Attempt) -> RawResponse:
+    req = att.request
+    raw = await att.transport.request(
+        req.method, req.url, headers=req.headers, content=req.content, connect_timeout=att.connect_timeout
+    )
+    if raw.status >= 400:
+        body = await raw.read()
+        raise status_error(to_httpx_response(raw, att.describe(), body), _decode_error_body(body))
+    return raw
+
+
+def _decode_error_body(body: bytes) -> object | None:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
+
+
+def _decode_json(att: Attempt, raw: RawResponse, body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        # A cut body is a broken connection (retryable), not a schema problem.
+        raise APIConnectionError(
+            message=f"Invalid JSON in the response body ({len(body)} bytes): {exc}", request=att.describe()
+        ) from exc
+    if not isinstance(data, dict):
+        raise APIResponseValidationError(to_httpx_response(raw, att.describe(), body), data)
+    return data
+
+
+def _register(att: Attempt, scope: anyio.CancelScope) -> Watch | None:
+    if att.watches is None:
+        return None
+    watch = Watch(scope, att.clock())
+    att.watches[watch] = None
+    return watch
+
+
+async def _drop(raw: RawResponse | None) -> None:
+    if raw is not None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+            await raw.aclose()
+
+
+async def read_json(att: Attempt) -> dict[str, Any]:
+    raw: RawResponse | None = None
+    watch = None
+    with anyio.CancelScope(deadline=att.first_deadline()) as scope:
+        watch = _register(att, scope)
+        try:
+            raw = await send(att)
+            body = await raw.read()
+            return _decode_json(att, raw, body)
+        except BaseException:
+            await _drop(raw)
+            raise
+        finally:
+            if watch is not None:
+                att.watches.pop(watch, None)  # type: ignore[union-attr]
+    raise att.timed_out(watch)
+
+
+async def read_assembled(att: Attempt, assembler: Assembler) -> dict[str, Any]:
+    """Stream the answer, feed every chunk to ``assembler``, return its non-streaming body."""
+    raw: RawResponse | None = None
+    watch = None
+    silence = att.silence
+    clock = att.clock
+    with anyio.CancelScope(deadline=att.first_deadline()) as scope:
+        watch = _register(att, scope)
+        try:
+            raw = await send(att)
+            if "text/event-stream" not in raw.headers.get("content-type", ""):
+                return _decode_json(att, raw, await raw.read())  # the server ignored stream=true
+            done = False
+            async for _event, data in iter_events(raw.iter_lines()):
+                att.events += 1
+                if silence is not None:
+                    now = clock()
+                    if watch is not None:
+                        watch.silent_since = now
+                    move_to = now + silence
+                    if scope.deadline < att.deadline_at and move_to - scope.deadline > silence * _MOVE_SLACK:
+                        scope.deadline = min(move_to, att.deadline_at)
+                if data == b"[DONE]":
+                    done = True
+                    break
+                chunk = _decode_chunk(att, data)
+                assembler.feed(chunk)
+            if not done and not assembler.finished:
+                raise APIConnectionError(
+                    message=f"The stream ended without [DONE] after {att.events} event(s)",
+                    request=att.describe(),
+                )
+            await raw.release()
+            raw = None
+            return assembler.result()
+        except BaseException:
+            await _drop(raw)
+            raise
+        finally:
+            if watch is not None:
+                att.watches.pop(watch, None)  # type: ignore[union-attr]
+    raise att.timed_out(watch)
+
+
+def _decode_chunk(att: Attempt, data: bytes) -> dict[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise APIConnectionError(message=f"Invalid JSON in a stream event: {exc}", request=att.describe()) from exc
+    if not isinstance(chunk, dict):
+        raise APIConnectionError(message=f"Unexpected stream event: {data[:200]!r}", request=att.describe())
+    error = chunk.get("error")
+    if error is not None:
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise StreamError(f"The server sent an error in the stream: {message}", att.describe(), body=error)
+    return chunk
+
+
+@dataclass(slots=True)
+class OpenedStream:
+    """A committed stream: its response, its event iterator and the first event, already read."""
+
+    raw: RawResponse
+    events: AsyncIterator[tuple[str | None, bytes]]
+    first: tuple[str | None, bytes] | None
+    json_body: dict[str, Any] | None = None
+
+
+async def open_stream(att: Attempt) -> OpenedStream:
+    """Send and wait for the first event; retries stay possible until this returns."""
+    raw: RawResponse | None = None
+    watch = None
+    with anyio.CancelScope(deadline=att.first_deadline()) as scope:
+        watch = _register(att, scope)
+        try:
+            raw = await send(att)
+            if "text/event-stream" not in raw.headers.get("content-type", ""):
+                body = _decode_json(att, raw, await raw.read())
+                return OpenedStream(raw, _no_events(), None, json_body=body)
+            events = iter_events(raw.iter_lines())
+            first = await anext(events, None)
+            if first is None:
+                raise APIConnectionError(message="The stream ended before its first event", request=att.describe())
+            att.events = 1
+            if first[1] != b"[DONE]":
+                _decode_chunk(att, first[1])  # an error as the first event is still retryable
+            return OpenedStream(raw, events, first)
+        except BaseException:
+            await _drop(raw)
+            raise
+        finally:
+            if watch is not None:
+                att.watches.pop(watch, None)  # type: ignore[union-attr]
+    raise att.timed_out(watch)
+
+
+async def _no_events() -> AsyncIterator[tuple[str | None, bytes]]:
+    return
+    yield  # pragma: no cover
+
+
+__all__ = [
+    "Assembler",
+    "Attempt",
+    "DeadlineExceeded",
+    "DeadlineReached",
+    "OpenedStream",
+    "Request",
+    "Watch",
+    "open_stream",
+    "read_assembled",
+    "read_json",
+]

@@ -1,0 +1,222 @@
+"""Settings: defaults, validation, and the ``RESILIENT_LLM_*`` environment variables.
+
+All time values are in seconds. Every setting has a default chosen so that, with no arguments at all,
+no call can wait forever: the ``deadline`` bounds each call end to end, whatever else is switched off.
+
+Precedence: an explicit argument, then the environment variable, then the default.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import httpx
+
+from ._exceptions import ConfigError
+from ._policies._backoff import Backoff
+from ._policies._breaker import BreakerConfig
+
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_RAMP_UP",
+    "DEFAULT_STALL_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "NOT_GIVEN",
+    "NotGiven",
+    "RateLimit",
+    "RetryBudgetConfig",
+    "Settings",
+]
+
+
+class NotGiven:
+    """Sentinel: "not given, use the default", as opposed to ``None`` meaning "switched off"."""
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = NotGiven()
+
+#: Whole-call budget: every attempt, backoff sleep and queue wait. 30 minutes covers a 20k-token
+#: answer generated at a few tokens per second under load, and is what openai-python's defaults
+#: (600 s per attempt, 2 retries) could already take in the worst case.
+DEFAULT_DEADLINE: Final = 1800.0
+#: Per attempt, as in openai-python: 5 s to connect; the read part is the longest silence between
+#: two pieces of the answer (never a cap on a generation that keeps producing tokens).
+DEFAULT_TIMEOUT: Final = httpx.Timeout(600.0, connect=5.0)
+#: The longest silence tolerated while an answer is produced (before the first token too).
+DEFAULT_STALL_TIMEOUT: Final = 60.0
+DEFAULT_MAX_RETRIES: Final = 4
+DEFAULT_MAX_CONCURRENCY: Final = 64
+DEFAULT_RAMP_UP: Final = 10.0
+
+ENV_PREFIX: Final = "RESILIENT_LLM_"
+
+
+def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+    v = float(value)
+    if math.isnan(v) or math.isinf(v) or v < 0 or (v == 0 and not allow_zero):
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise ConfigError(f"{name} must be {kind} finite number, got {value!r}")
+    return v
+
+
+def _count(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RateLimit:
+    """A token bucket: ``rate`` requests per second on average, up to ``burst`` at once."""
+
+    rate: float
+    burst: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive("rate_limit.rate", self.rate)
+        if self.burst is not None:
+            _count("rate_limit.burst", self.burst, minimum=1)
+
+    @property
+    def effective_burst(self) -> int:
+        """``burst``, or one second's worth of requests (at least 1)."""
+        return self.burst if self.burst is not None else max(1, math.ceil(self.rate))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryBudgetConfig:
+    """Retries allowed per sliding ``ttl`` window: ``ratio`` × requests plus ``min_per_second`` × ttl."""
+
+    ratio: float = 0.2
+    min_per_second: float = 2.0
+    ttl: float = 10.0
+
+    def __post_init__(self) -> None:
+        _positive("retry_budget.ratio", self.ratio, allow_zero=True)
+        _positive("retry_budget.min_per_second", self.min_per_second, allow_zero=True)
+        _positive("retry_budget.ttl", self.ttl)
+
+
+def coerce_timeout(value: float | httpx.Timeout | None, name: str = "timeout") -> httpx.Timeout:
+    """openai-python's meaning: a float sets every phase; ``httpx.Timeout`` is taken as it is."""
+    if isinstance(value, httpx.Timeout):
+        return value
+    if value is None:
+        return httpx.Timeout(None)
+    return httpx.Timeout(_positive(name, value))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    """The per-call settings a client (or a ``with_options`` copy) applies. Immutable."""
+
+    deadline: float = DEFAULT_DEADLINE
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
+    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def __post_init__(self) -> None:
+        _positive("deadline", self.deadline)
+        if self.stall_timeout is not None:
+            _positive("stall_timeout", self.stall_timeout)
+        _count("max_retries", self.max_retries, minimum=0)
+        if not isinstance(self.timeout, httpx.Timeout):
+            raise ConfigError(f"timeout must be a float or httpx.Timeout, got {self.timeout!r}")
+
+    @property
+    def silence(self) -> float | None:
+        """Longest silence tolerated inside an attempt: the smaller of ``stall_timeout`` and read timeout."""
+        read = self.timeout.read
+        if self.stall_timeout is None:
+            return read
+        return self.stall_timeout if read is None else min(read, self.stall_timeout)
+
+    def evolve(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+# --- environment variables -------------------------------------------------------------------------
+
+_ENV_FLOATS = ("DEADLINE", "STALL_TIMEOUT", "TIMEOUT", "RAMP_UP", "RATE_LIMIT")
+_ENV_INTS = ("MAX_CONCURRENCY", "MAX_RETRIES", "RATE_LIMIT_BURST")
+_OFF = frozenset({"none", "off", "false", "0", "no", "disabled"})
+
+
+def read_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Settings given as ``RESILIENT_LLM_*`` environment variables, parsed and named by argument.
+
+    ``RESILIENT_LLM_STALL_TIMEOUT=off`` (or ``none``) switches stall detection off; likewise
+    ``RATE_LIMIT``; ``RESILIENT_LLM_BREAKER=off`` switches the breaker off and
+    ``RESILIENT_LLM_METRICS_URL`` points it at another ``/metrics``.
+    """
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for key in _ENV_FLOATS + _ENV_INTS + ("BREAKER", "METRICS_URL"):
+        raw = env.get(ENV_PREFIX + key)
+        if raw is None or raw.strip() == "":
+            continue
+        text = raw.strip()
+        name = key.lower()
+        if key in ("STALL_TIMEOUT", "RATE_LIMIT", "BREAKER") and text.lower() in _OFF:
+            out[name] = None
+            continue
+        if key == "BREAKER":
+            if text.lower() in {"on", "true", "1", "yes", "enabled"}:
+                continue
+            raise ConfigError(f"{ENV_PREFIX}BREAKER must be 'on' or 'off', got {raw!r}")
+        if key == "METRICS_URL":
+            out[name] = text
+            continue
+        try:
+            out[name] = int(text) if key in _ENV_INTS else float(text)
+        except ValueError:
+            kind = "an integer" if key in _ENV_INTS else "a number"
+            raise ConfigError(f"{ENV_PREFIX}{key} must be {kind}, got {raw!r}") from None
+    return out
+
+
+def resolve_breaker(value: object, env: Mapping[str, Any]) -> BreakerConfig | None:
+    """``breaker``: NOT_GIVEN → default config (or the environment's), ``None`` → off."""
+    if isinstance(value, NotGiven):
+        if "breaker" in env:
+            return None
+        url = env.get("metrics_url")
+        return BreakerConfig(metrics_url=url) if url else BreakerConfig()
+    if value is None or isinstance(value, BreakerConfig):
+        return value
+    raise ConfigError(f"breaker must be a BreakerConfig or None, got {value!r}")
+
+
+def resolve_rate_limit(value: object, env: Mapping[str, Any]) -> RateLimit | None:
+    if isinstance(value, NotGiven):
+        rate = env.get("rate_limit")
+        if rate is None:
+            return None
+        return RateLimit(rate=rate, burst=env.get("rate_limit_burst"))
+    if value is None or isinstance(value, RateLimit):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return RateLimit(rate=_positive("rate_limit", value))
+    raise ConfigError(f"rate_limit must be requests per second, a RateLimit or None, got {value!r}")

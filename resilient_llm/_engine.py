@@ -1,0 +1,377 @@
+"""The call pipeline, and the state every copy of one client shares.
+
+One call, top-down (:meth:`Engine.call`)::
+
+    deadline scope (whole call) ─┬─ limiter.acquire      FIFO; ramp and breaker shape capacity
+                                 ├─ attempt              _attempt.py: send, read under the silence limit
+                                 ├─ classify failure     retryable? breaker feedback; Retry-After
+                                 ├─ retry budget         no retry storms against a dead server
+                                 └─ backoff sleep        never one that would end past the deadline
+
+The engine owns the transport, limiter, breaker, retry budget, ramp, stats and the server monitor.
+``AsyncOpenAI.with_options`` copies share one engine, so they share the pool and every limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import anyio
+import httpx
+import pydantic
+import sniffio
+
+from ._attempt import Attempt, Assembler, DeadlineReached, Request, Watch, open_stream, read_assembled, read_json
+from ._config import RateLimit, RetryBudgetConfig, Settings
+from ._events import Event, EventHook, RetryScheduled, emit
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    CircuitOpenError,
+    DeadlineExceeded,
+    OrphanedRequestError,
+    StallError,
+    StreamError,
+)
+from ._http._base import Transport, describe_request
+from ._limiter import BreakerWouldMissDeadline, Limiter
+from ._policies._breaker import Breaker, BreakerConfig
+from ._policies._budget import RetryBudget
+from ._policies._ramp import Ramp
+from ._policies._retry_after import is_retryable_status, retry_after, should_retry_header
+from ._stats import Counters, Stats
+from ._streaming import AsyncStream
+
+logger = logging.getLogger("resilient_llm")
+T = TypeVar("T")
+
+#: An attempt that could not get this much time before the deadline is not started.
+MIN_ATTEMPT_TIME = 0.05
+
+Mode = Literal["json", "assemble", "stream"]
+
+
+@dataclass(slots=True)
+class CallSpec:
+    """What a resource method asks the engine to do."""
+
+    request: Request
+    mode: Mode
+    parse: Callable[[dict[str, Any]], Any]
+    assembler: Callable[[], Assembler] | None = None
+
+
+class _CallState:
+    __slots__ = ("attempts", "last_error", "phase")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.last_error: BaseException | None = None
+        self.phase = "queued"
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        max_concurrency: int,
+        ramp_up: float,
+        rate_limit: RateLimit | None,
+        breaker: BreakerConfig | None,
+        retry_budget: RetryBudgetConfig,
+        metrics_url: str | None,
+        transport_factory: Callable[[], Transport],
+        hooks: tuple[EventHook, ...] = (),
+        clock: Callable[[], float] = anyio.current_time,
+    ) -> None:
+        self.clock = clock
+        self.hooks = hooks
+        self.counters = Counters()
+        self.ramp = Ramp(duration=ramp_up, clock=clock) if ramp_up > 0 else None
+        self.breaker = Breaker(breaker, clock=clock) if breaker is not None else None
+        self.budget = RetryBudget(
+            ratio=retry_budget.ratio, min_per_second=retry_budget.min_per_second, ttl=retry_budget.ttl, clock=clock
+        )
+        self.limiter = Limiter(
+            max_concurrency=max_concurrency, ramp=self.ramp, breaker=self.breaker, rate_limit=rate_limit, clock=clock
+        )
+        self._transport_factory = transport_factory
+        self._transport: Transport | None = None
+        self.watches: dict[Watch, None] | None = {} if breaker is not None else None
+        self.monitor: Any = None
+        if self.breaker is not None:
+            from ._vllm._monitor import ServerMonitor
+
+            self.breaker.add_listener(self._on_breaker_transition)
+            self.monitor = ServerMonitor(self, breaker, metrics_url)
+        self.closed = False
+
+    # --- shared resources ----------------------------------------------------------------------
+    @property
+    def transport(self) -> Transport:
+        t = self._transport
+        if t is None:
+            t = self._transport = self._transport_factory()
+        return t
+
+    async def aclose(self) -> None:
+        self.closed = True
+        if self.monitor is not None:
+            await self.monitor.stop()
+        t, self._transport = self._transport, None
+        if t is not None:
+            await t.aclose()
+
+    def stats(self) -> Stats:
+        b = self.breaker
+        return Stats.snapshot(
+            self.counters,
+            in_flight=self.limiter.in_flight,
+            queued=self.limiter.queued,
+            held_by_breaker=self.limiter.held_by_breaker,
+            capacity=self.limiter.capacity(),
+            ramp_level=self.ramp.level() if self.ramp is not None else 1.0,
+            retry_budget_available=self.budget.available(),
+            breaker_state=b.state if b is not None else "disabled",
+            breaker_reason=b.reason if b is not None else "",
+            metrics_available=bool(b is not None and b.metrics_available),
+        )
+
+    def _on_breaker_transition(self, old: str, new: str, reason: str) -> None:
+        level = logging.WARNING if new in ("open", "holding") else logging.INFO
+        logger.log(level, "circuit breaker %s -> %s: %s", old, new, reason)
+        if new == "closed" and old in ("open", "half_open") and self.ramp is not None:
+            self.ramp.restart()
+        self.limiter.wake(everyone=new == "open")
+        if self.hooks:
+            from ._events import BreakerTransition
+
+            emit(self.hooks, BreakerTransition(old_state=old, new_state=new, reason=reason))
+
+    # --- the call ------------------------------------------------------------------------------
+    async def call(self, settings: Settings, spec: CallSpec) -> Any:
+        if self.closed:
+            raise APIConnectionError(message="The client is closed.", request=self._describe(spec))
+        if self.monitor is not None:
+            self.monitor.ensure_started()
+        counters = self.counters
+        counters.calls += 1
+        deadline_at = self.clock() + settings.deadline
+        state = _CallState()
+        try:
+            with anyio.CancelScope(deadline=deadline_at):
+                result = await self._attempts(settings, spec, deadline_at, state)
+                counters.calls_ok += 1
+                return result
+        except DeadlineReached:
+            pass
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                counters.calls_failed += 1
+                if isinstance(exc, DeadlineExceeded):
+                    counters.deadlines_exceeded += 1
+            raise
+        # The deadline ran out: in the queue, an attempt, or a backoff sleep.
+        counters.calls_failed += 1
+        counters.deadlines_exceeded += 1
+        b = self.breaker
+        if state.phase == "queued" and b is not None and b.state != "closed":
+            counters.circuit_open_rejections += 1
+            raise CircuitOpenError(
+                self._describe(spec),
+                deadline=settings.deadline,
+                attempts=state.attempts,
+                state=b.state,
+                reason=b.reason,
+                retry_in=b.retry_in(),
+                last_error=state.last_error,
+            ) from state.last_error
+        raise DeadlineExceeded(
+            self._describe(spec),
+            deadline=settings.deadline,
+            attempts=state.attempts,
+            last_error=state.last_error,
+            waiting_for=_PHASES.get(state.phase),
+        ) from state.last_error
+
+    async def _attempts(self, settings: Settings, spec: CallSpec, deadline_at: float, state: _CallState) -> Any:
+        clock = self.clock
+        limiter = self.limiter
+        counters = self.counters
+        front = False
+        while True:
+            state.phase = "queued"
+            try:
+                await limiter.acquire(deadline=deadline_at, front=front)
+            except BreakerWouldMissDeadline as exc:
+                counters.circuit_open_rejections += 1
+                raise CircuitOpenError(
+                    self._describe(spec),
+                    deadline=settings.deadline,
+                    attempts=state.attempts,
+                    state=exc.state,
+                    reason=exc.reason,
+                    retry_in=exc.retry_in,
+                    last_error=state.last_error,
+                ) from state.last_error
+            state.phase = "attempt"
+            state.attempts += 1
+            counters.attempts += 1
+            if state.attempts == 1:
+                self.budget.record_request()
+            att = Attempt(
+                transport=self.transport,
+                request=spec.request,
+                silence=settings.silence,
+                deadline_at=deadline_at,
+                connect_timeout=settings.timeout.connect,
+                clock=clock,
+                watches=self.watches,
+            )
+            try:
+                if spec.mode == "assemble":
+                    assert spec.assembler is not None
+                    body = await read_assembled(att, spec.assembler())
+                elif spec.mode == "stream":
+                    opened = await open_stream(att)
+                    self._succeeded()
+                    return AsyncStream(
+                        opened,
+                        attempt=att,
+                        parse=spec.parse,
+                        on_close=self._stream_closed,
+                        deadline=settings.deadline,
+                        attempts=state.attempts,
+                    )
+                else:
+                    body = await read_json(att)
+            except APIError as exc:
+                limiter.release()
+                state.last_error = exc
+                delay = self._plan_retry(settings, spec, exc, state, deadline_at)
+                state.phase = "backoff"
+                await anyio.sleep(delay)
+                front = True
+                continue
+            except BaseException:
+                limiter.release()
+                raise
+            limiter.release()
+            self._succeeded()
+            try:
+                return spec.parse(body)
+            except pydantic.ValidationError as exc:
+                request = self._describe(spec)
+                raise APIResponseValidationError(
+                    httpx.Response(200, request=request), body, message=f"Invalid response body: {exc}"
+                ) from exc
+
+    def _succeeded(self) -> None:
+        if self.breaker is not None:
+            self.breaker.on_success()
+
+    def _stream_closed(self, exc: BaseException | None) -> None:
+        self.limiter.release()
+        if isinstance(exc, (StallError, OrphanedRequestError)):
+            self._count_failure(exc)
+
+    def _count_failure(self, exc: APIError) -> None:
+        c = self.counters
+        kind: Literal["connect", "timeout", "server"] | None = None
+        if isinstance(exc, StallError):
+            c.stalls += 1
+            kind = "timeout"
+        elif isinstance(exc, OrphanedRequestError):
+            c.orphans += 1
+        elif isinstance(exc, APIStatusError):
+            kind = "server" if exc.status_code >= 500 else None
+        elif isinstance(exc, StreamError):
+            kind = "server"
+        elif isinstance(exc, APITimeoutError):
+            kind = "timeout"
+        elif isinstance(exc, APIConnectionError):
+            kind = "connect"
+        if kind is not None and self.breaker is not None:
+            self.breaker.on_failure(kind)
+
+    def _plan_retry(
+        self, settings: Settings, spec: CallSpec, exc: APIError, state: _CallState, deadline_at: float
+    ) -> float:
+        """The delay before the next attempt, or raise: not retryable, out of retries, budget or time."""
+        self._count_failure(exc)
+        wait_at_least = 0.0
+        if isinstance(exc, APIStatusError):
+            headers = exc.response.headers
+            verdict = should_retry_header(headers)
+            if not (is_retryable_status(exc.status_code) if verdict is None else verdict):
+                raise exc
+            after = retry_after(headers, now_wall=time.time())
+            if after is not None:
+                wait_at_least = after
+        elif isinstance(exc, StreamError) and spec.mode != "assemble" and spec.mode != "stream":
+            raise exc
+        elif not isinstance(exc, APIConnectionError) and not isinstance(exc, StreamError):
+            raise exc  # a schema problem: retrying gets the same answer
+        retry = state.attempts  # retries made so far + 1
+        if retry > settings.max_retries:
+            raise exc
+        if not self.budget.try_withdraw():
+            self.counters.budget_exhausted += 1
+            logger.warning(
+                "not retrying %s: the retry budget is exhausted (%s: %s)",
+                spec.request.url, type(exc).__name__, exc,
+            )
+            raise exc
+        delay = max(settings.backoff.delay(retry, None), wait_at_least)
+        remaining = deadline_at - self.clock()
+        if delay + MIN_ATTEMPT_TIME > remaining:
+            raise DeadlineExceeded(
+                self._describe(spec),
+                deadline=settings.deadline,
+                attempts=state.attempts,
+                last_error=exc,
+                waiting_for=f"a retry needs {delay:.2f}s of backoff and {remaining:.2f}s remain",
+            ) from exc
+        self.counters.retries += 1
+        logger.info(
+            "retrying %s in %.2fs (retry %d of %d): %s: %s",
+            spec.request.url, delay, retry, settings.max_retries, type(exc).__name__, exc,
+        )
+        if self.hooks:
+            emit(self.hooks, RetryScheduled(retry=retry, delay=delay, reason=type(exc).__name__, error=exc))
+        return delay
+
+    def _describe(self, spec: CallSpec) -> Any:
+        return describe_request(spec.request.method, spec.request.url)
+
+
+_PHASES = {
+    "queued": "waiting for a slot in the limiter",
+    "attempt": "waiting for the server",
+    "backoff": "backing off before a retry",
+}
+
+
+def default_transport(http_client: Any = None) -> Callable[[], Transport]:
+    """aiohttp on asyncio (fast); httpx on other backends or around a user's ``http_client``."""
+
+    def make() -> Transport:
+        if http_client is None and sniffio.current_async_library() == "asyncio":
+            from ._http._aiohttp import AiohttpTransport
+
+            return AiohttpTransport()
+        from ._http._httpx import HttpxTransport
+
+        return HttpxTransport(http_client)
+
+    return make
+
+
+__all__ = ["CallSpec", "Engine", "Event", "default_transport"]

@@ -1,0 +1,79 @@
+"""The HTTP contract: the smallest surface the call pipeline needs from an HTTP library.
+
+Two implementations: :mod:`._aiohttp` (asyncio, the fast default) and :mod:`._httpx` (any anyio backend,
+trio included, and whenever the user passes their own ``http_client``). Foreign errors are mapped to the
+openai-style tree in one place per implementation, with ``raise ... from exc``.
+
+Only the connect timeout is given to the HTTP library. Every other limit (silence, deadline) is a cancel
+scope held by the caller, so both implementations behave the same when time runs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+import httpx
+
+_REDACTED = frozenset({"authorization", "api-key", "x-api-key", "openai-organization", "openai-project"})
+
+
+def describe_request(method: str, url: str, headers: Mapping[str, str] | None = None) -> httpx.Request:
+    """The ``httpx.Request`` attached to exceptions, without credentials in it."""
+    safe = {k: v for k, v in (headers or {}).items() if k.lower() not in _REDACTED}
+    return httpx.Request(method, url, headers=safe)
+
+
+class RawResponse(Protocol):
+    """An HTTP response whose body has not been read yet."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Case-insensitive."""
+        ...
+
+    async def read(self) -> bytes: ...
+
+    def iter_lines(self) -> AsyncIterator[bytes]:
+        """The body split into lines, line endings stripped, as they arrive."""
+        ...
+
+    def close(self) -> None:
+        """Best effort, synchronous (for ``__del__``): drop the connection if the library can."""
+        ...
+
+    async def aclose(self) -> None:
+        """Drop the connection now (safe to call twice). The server sees a disconnect and aborts."""
+        ...
+
+    async def release(self) -> None:
+        """Give the connection back to the pool after a fully read body, else close it."""
+        ...
+
+
+class Transport(Protocol):
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes | None,
+        connect_timeout: float | None,
+    ) -> RawResponse:
+        """Send a request and return once the status line and headers arrived.
+
+        Raises :class:`~resilient_llm.APIConnectionError` (or ``APITimeoutError`` for the connect
+        timeout) when no response arrives.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def to_httpx_response(raw: RawResponse, request: httpx.Request, body: bytes) -> httpx.Response:
+    """An ``httpx.Response`` for ``APIStatusError.response`` (what openai-python users inspect)."""
+    return httpx.Response(raw.status, headers=dict(raw.headers), content=body, request=request)

@@ -1,0 +1,123 @@
+"""``AsyncStream``: the object ``create(..., stream=True)`` returns.
+
+It is an async iterator usable with ``async with``. Each read waits at most ``silence`` seconds and never
+past the call's deadline. Closing it, leaving its ``async with`` block, reading it to the end, or
+abandoning it (garbage collection) drops the connection — the server sees the disconnect and aborts
+the request — and gives the limiter slot back. An ``error`` object inside the stream raises
+:class:`~resilient_llm.StreamError`. The stream is committed: nothing is retried once it is returned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import anyio
+
+from ._attempt import Attempt, OpenedStream, _decode_chunk
+from ._exceptions import DeadlineExceeded, StallError
+
+T = TypeVar("T")
+
+
+class AsyncStream(Generic[T]):
+    def __init__(
+        self,
+        opened: OpenedStream,
+        *,
+        attempt: Attempt,
+        parse: Callable[[dict[str, Any]], T],
+        on_close: Callable[[BaseException | None], None],
+        deadline: float,
+        attempts: int,
+    ) -> None:
+        self._opened = opened
+        self._att = attempt
+        self._parse = parse
+        self._on_close: Callable[[BaseException | None], None] | None = on_close
+        self._deadline = deadline
+        self._attempts = attempts
+        self._pending = opened.first
+
+    @property
+    def closed(self) -> bool:
+        return self._on_close is None
+
+    def __aiter__(self) -> AsyncStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._on_close is None:
+            raise StopAsyncIteration
+        if self._opened.json_body is not None:  # the server answered without streaming
+            body, self._opened.json_body = self._opened.json_body, None
+            return self._parse(body)
+        try:
+            item = self._pending
+            self._pending = None
+            if item is None:
+                item = await self._read()
+            if item is None or item[1] == b"[DONE]":
+                await self.aclose()
+                raise StopAsyncIteration
+            return self._parse(_decode_chunk(self._att, item[1]))
+        except StopAsyncIteration:
+            raise
+        except BaseException as exc:
+            self._finish(exc)
+            await self._drop()
+            raise
+
+    async def _read(self) -> tuple[str | None, bytes] | None:
+        att = self._att
+        with anyio.CancelScope(deadline=att.first_deadline()) as scope:
+            item = await anext(self._opened.events, None)
+            att.events += 1
+            return item
+        if scope.cancelled_caught:
+            if att.clock() >= att.deadline_at or att.silence is None:
+                raise DeadlineExceeded(
+                    att.describe(), deadline=self._deadline, attempts=self._attempts, waiting_for="streaming"
+                )
+            raise StallError(att.describe(), silence=att.silence, received_events=att.events)
+        return None  # pragma: no cover
+
+    async def aclose(self) -> None:
+        if self._on_close is not None:
+            self._finish(None)
+            await self._drop()
+
+    def close(self) -> None:
+        """Synchronous close (drops the connection where the HTTP library allows it)."""
+        if self._on_close is not None:
+            self._finish(None)
+            self._opened.raw.close()
+
+    async def _drop(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+            await self._opened.raw.aclose()
+
+    def _finish(self, exc: BaseException | None) -> None:
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close(exc)
+
+    async def __aenter__(self) -> AsyncStream[T]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if self._on_close is not None:
+            self._finish(None)
+            self._opened.raw.close()
+
+    async def until_done(self) -> None:
+        async for _ in self:
+            pass
+
+
+def dump_json(data: object) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
