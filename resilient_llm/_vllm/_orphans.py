@@ -1,0 +1,121 @@
+"""Orphan detection: attempts the server has forgotten while the client still waits on them.
+
+The incident this guards against: the server finished (or lost) every request, ``Running: 0 reqs``, while
+the client kept waiting on open connections until its 2500 s timeout. Streaming with a stall timeout
+catches silence, but a request may legitimately sit silent in vLLM's waiting queue for minutes, so
+silence alone proves nothing. The server's own count does.
+
+The rule
+--------
+The client keeps, for each attempt in flight, the time since which it has been *silent*: sent and
+waiting for its next byte. Each scrape of ``/metrics`` gives ``server_active = running + waiting``.
+
+1. Several clients may share one server, and their requests only *add* to its count. Every request the
+   server knows of this client's is one of those ``server_active``; so when this client has ``n``
+   silent attempts and ``n > server_active``, at least ``n − server_active`` of them are unknown to the
+   server, whatever the other clients do. Attempts that are receiving bytes are known to the server and
+   only raise its count, which keeps the rule on the safe side.
+2. ``/metrics`` lags. A real vLLM 0.32 that had just received 64 requests at once reported
+   ``running 1, waiting 0`` for about 8 s. So only attempts silent for at least ``grace`` seconds *at the
+   time of the scrape* (``scraped_at − silent_since ≥ grace``) are counted: ``deficit = eligible −
+   server_active``.
+3. One scrape is not the truth of now. The deficit must persist: every scrape of an unbroken run of
+   scrapes with ``deficit > 0`` that spans at least ``grace`` seconds (by ``scraped_at``). A scrape with
+   no deficit ends the run; a scrape older than the last one seen is ignored; re-observing the same
+   scrape does not lengthen the run.
+4. An attempt becomes a candidate once the run has gone on for ``grace`` seconds since it was both
+   underway and the attempt eligible: ``seen_at − max(run_start, silent_since + grace) ≥ grace``. The
+   oldest candidates are selected, at most ``deficit`` of them, to be aborted and retried. Attempts
+   already selected are neither selected again nor counted as still owed while the caller winds them
+   down.
+
+An orphan is therefore aborted between ``2 × grace`` and ``2 × grace`` plus one poll interval after it
+went silent. ``grace`` must exceed the server's metrics lag; ``grace = 0`` trusts every scrape at once.
+
+The detector is pure: no clock, no I/O, no logging. The caller passes the time and acts on the result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from typing import Generic, TypeVar
+
+from resilient_llm._exceptions import ConfigError
+from resilient_llm._vllm._load import ServerLoad
+
+__all__ = ["OrphanDetector"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+class OrphanDetector(Generic[K]):
+    """Decides which silent attempts the server no longer knows about; see the module docstring.
+
+    ``grace`` (seconds, ≥ 0) is both how long an attempt must have been silent to count and how long
+    the deficit must persist across scrapes.
+    """
+
+    __slots__ = ("_grace", "_last_scrape", "_run_start", "_selected")
+
+    def __init__(self, *, grace: float) -> None:
+        if (
+            isinstance(grace, bool)
+            or not isinstance(grace, (int, float))
+            or not math.isfinite(grace)
+            or grace < 0
+        ):
+            raise ConfigError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
+        self._grace = float(grace)
+        self._run_start: float | None = None  # scraped_at of the first scrape of the current deficit run
+        self._last_scrape: float | None = None
+        self._selected: set[K] = set()  # returned before and still reported silent by the caller
+
+    @property
+    def grace(self) -> float:
+        return self._grace
+
+    def observe(self, load: ServerLoad, silent: Sequence[tuple[K, float]], now: float) -> list[K]:
+        """Feed one scrape; return the keys to abort, oldest first (usually none).
+
+        ``silent`` holds ``(key, silent_since)`` for every attempt currently waiting for a byte, on the
+        same clock as ``now`` and ``load.scraped_at``.
+        """
+        present = {key for key, _ in silent}
+        self._selected &= present
+        if self._last_scrape is not None and load.scraped_at <= self._last_scrape:
+            return []  # the same scrape again, or an older one: nothing new is known
+        self._last_scrape = load.scraped_at
+
+        seen_at = min(now, load.scraped_at)
+        eligible = [(since, key) for key, since in silent if seen_at - since >= self._grace]
+        deficit = len(eligible) - load.active
+        if deficit <= 0:
+            self._run_start = None
+            return []
+        if self._run_start is None:
+            self._run_start = seen_at
+        if seen_at - self._run_start < self._grace:
+            return []
+
+        owed = deficit - len(self._selected)
+        if owed <= 0:
+            return []
+        run_start, grace = self._run_start, self._grace
+        candidates = sorted(
+            (since, i, key)
+            for i, (since, key) in enumerate(eligible)
+            if key not in self._selected and seen_at - max(run_start, since + grace) >= grace
+        )
+        chosen = [key for _, _, key in candidates[:owed]]
+        self._selected.update(chosen)
+        return chosen
+
+    def reset(self) -> None:
+        """Forget every scrape and selection (e.g. after the server restarted or the URL changed)."""
+        self._run_start = None
+        self._last_scrape = None
+        self._selected.clear()
+
+    def __repr__(self) -> str:
+        return f"OrphanDetector(grace={self._grace:g})"

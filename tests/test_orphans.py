@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resilient_llm._exceptions import ConfigError
+from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._vllm._orphans import OrphanDetector
+
+GRACE = 5.0
+
+
+def load(active: int, at: float, *, waiting: int = 0) -> ServerLoad:
+    return ServerLoad(
+        running=active - waiting, waiting=waiting, kv_cache_usage=None, engines=1, scraped_at=at
+    )
+
+
+Scrape = tuple[float, int]  # (scraped_at == now, server_active)
+
+
+@pytest.mark.parametrize(
+    ("silent", "scrapes", "expected"),
+    [
+        # The incident: the server has forgotten everything; two scrapes grace apart, both silent >= 2 grace.
+        ({"a": 0.0, "b": 1.0}, [(6.0, 0), (11.0, 0)], [[], ["a", "b"]]),
+        # Oldest first, at most the deficit (server still knows one of ours, or another client's).
+        ({"a": 2.0, "b": 0.0, "c": 1.0}, [(6.0, 1), (11.0, 1)], [[], ["b", "c"]]),
+        # Server knows as many as we wait on: nothing, however long.
+        ({"a": 0.0, "b": 0.0}, [(10.0, 2), (20.0, 2), (30.0, 5)], [[], [], []]),
+        # A single scrape with a deficit is not enough.
+        ({"a": 0.0}, [(100.0, 0)], [[]]),
+        # The deficit must span grace: 4 s apart is too short, the third scrape completes it.
+        ({"a": 0.0}, [(6.0, 0), (10.0, 0), (11.0, 0)], [[], [], ["a"]]),
+        # A scrape without a deficit ends the run; the next run starts over.
+        ({"a": 0.0}, [(6.0, 0), (9.0, 1), (12.0, 0), (16.0, 0), (17.0, 0)], [[], [], [], [], ["a"]]),
+        # Metrics lag: 4 requests sent at 0, the server shows 1 for 8 s, then catches up. Nothing aborted.
+        (
+            dict.fromkeys(range(4), 0.0),
+            [(0.5, 1), (5.0, 1), (8.0, 1), (8.5, 4), (13.0, 4), (20.0, 4)],
+            [[]] * 6,
+        ),
+        # Attempts silent for less than grace at the scrape do not count towards the deficit.
+        # and each waits out its own grace inside the run: "young" is eligible from 8, picked from 13.
+        (
+            {"young": 3.0, "old": 0.0},
+            [(6.0, 0), (11.0, 0), (12.0, 0), (13.0, 0)],
+            [[], ["old"], [], ["young"]],
+        ),
+        ({"young": 4.0}, [(6.0, 0), (8.0, 0)], [[], []]),
+        # "late" became eligible at 10, four seconds into the run: it waits until 15.
+        (
+            {"early": 0.0, "late": 5.0},
+            [(6.0, 0), (11.0, 0), (14.0, 0), (15.0, 0)],
+            [[], ["early"], [], ["late"]],
+        ),
+        # The scrape's own time decides, not when it is observed: an old scrape cannot be lengthened.
+        ({"a": 0.0}, [(6.0, 0), (6.0, 0), (6.0, 0)], [[], [], []]),
+        # An older scrape arriving late is ignored.
+        ({"a": 0.0}, [(6.0, 0), (3.0, 0), (11.0, 0)], [[], [], ["a"]]),
+        # Waiting requests count as known just like running ones (load() puts half as waiting below).
+        ({"a": 0.0, "b": 0.0}, [(6.0, 2), (11.0, 2)], [[], []]),
+    ],
+)
+def test_rule(silent: dict[object, float], scrapes: list[Scrape], expected: list[list[object]]) -> None:
+    detector: OrphanDetector[object] = OrphanDetector(grace=GRACE)
+    got = [
+        detector.observe(load(active, at, waiting=active // 2), list(silent.items()), at)
+        for at, active in scrapes
+    ]
+    assert got == expected
+
+
+def test_uses_the_scrape_time_when_now_is_later() -> None:
+    # A scrape taken at 6 says nothing about an attempt that went silent at 2: it was 4 s old then.
+    detector: OrphanDetector[str] = OrphanDetector(grace=GRACE)
+    assert detector.observe(load(0, 6.0), [("a", 2.0)], now=30.0) == []
+    assert detector.observe(load(0, 8.0), [("a", 2.0)], now=30.0) == []
+    assert detector.observe(load(0, 12.0), [("a", 2.0)], now=30.0) == []
+    assert detector.observe(load(0, 13.0), [("a", 2.0)], now=30.0) == ["a"]
+
+
+def test_selected_keys_are_not_selected_again_nor_owed() -> None:
+    detector: OrphanDetector[str] = OrphanDetector(grace=GRACE)
+    silent = [("a", 0.0), ("b", 0.0), ("c", 0.0)]
+    assert detector.observe(load(1, 6.0), silent, 6.0) == []
+    assert detector.observe(load(1, 11.0), silent, 11.0) == ["a", "b"]
+    # The caller has not wound them down yet: they are still reported, the deficit still 2.
+    for t in (12.0, 16.0, 17.0, 30.0):
+        assert detector.observe(load(1, t), silent, t) == []
+    # Once they are gone, "c" is known to the server: nothing is owed.
+    assert detector.observe(load(1, 40.0), [("c", 0.0)], 40.0) == []
+
+
+def test_later_orphans_wait_out_their_own_grace() -> None:
+    detector: OrphanDetector[str] = OrphanDetector(grace=GRACE)
+    assert detector.observe(load(0, 6.0), [("a", 0.0)], 6.0) == []
+    assert detector.observe(load(0, 11.0), [("a", 0.0), ("b", 9.0)], 11.0) == ["a"]
+    # "a" retried as "a2" (silent since 11.5); "b" eligible from 14.
+    assert detector.observe(load(0, 14.0), [("a2", 11.5), ("b", 9.0)], 14.0) == []
+    assert detector.observe(load(0, 18.0), [("a2", 11.5), ("b", 9.0)], 18.0) == []
+    assert detector.observe(load(0, 19.0), [("a2", 11.5), ("b", 9.0)], 19.0) == ["b"]
+
+
+def test_reset_forgets_the_run() -> None:
+    detector: OrphanDetector[str] = OrphanDetector(grace=GRACE)
+    assert detector.observe(load(0, 6.0), [("a", 0.0)], 6.0) == []
+    detector.reset()
+    assert detector.observe(load(0, 11.0), [("a", 0.0)], 11.0) == []
+    assert detector.observe(load(0, 16.0), [("a", 0.0)], 16.0) == ["a"]
+
+
+def test_reset_allows_earlier_scrape_times() -> None:
+    detector: OrphanDetector[str] = OrphanDetector(grace=0.0)
+    assert detector.observe(load(0, 100.0), [("a", 0.0)], 100.0) == ["a"]
+    detector.reset()
+    assert detector.observe(load(0, 1.0), [("b", 0.0)], 1.0) == ["b"]
+
+
+def test_zero_grace_trusts_each_scrape() -> None:
+    detector: OrphanDetector[str] = OrphanDetector(grace=0)
+    assert detector.observe(load(1, 1.0), [("a", 0.5), ("b", 0.9)], 1.0) == ["a"]
+
+
+def test_unorderable_keys() -> None:
+    detector: OrphanDetector[object] = OrphanDetector(grace=0)
+    a, b = object(), object()
+    assert detector.observe(load(0, 1.0), [(a, 0.0), (b, 0.0)], 1.0) == [a, b]
+
+
+@pytest.mark.parametrize("grace", [-1.0, math.nan, math.inf, "5", None, True])
+def test_bad_grace(grace: object) -> None:
+    with pytest.raises(ConfigError, match="grace") as info:
+        OrphanDetector(grace=grace)  # type: ignore[arg-type]
+    assert repr(grace) in str(info.value)
+
+
+def test_repr() -> None:
+    assert repr(OrphanDetector(grace=2.5)) == "OrphanDetector(grace=2.5)"
+
+
+# --- properties -------------------------------------------------------------------------------------
+
+times = st.floats(min_value=0, max_value=100, allow_nan=False)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[float, list[tuple[float, int, list[tuple[int, float]]]]]:
+    """A grace and a sequence of (time, server_active, silent attempts) with increasing times."""
+    grace = draw(st.floats(min_value=0, max_value=20, allow_nan=False))
+    steps = draw(st.integers(1, 12))
+    t = 0.0
+    history = []
+    for _ in range(steps):
+        t += draw(st.floats(min_value=0, max_value=15, allow_nan=False))
+        sinces = draw(st.lists(st.floats(min_value=0, max_value=t, allow_nan=False), max_size=10))
+        keys = draw(st.lists(st.integers(0, 30), min_size=len(sinces), max_size=len(sinces), unique=True))
+        active = draw(st.integers(0, 12))
+        history.append((t, active, list(zip(keys, sinces, strict=True))))
+    return grace, history
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories())
+def test_properties(case: tuple[float, list[tuple[float, int, list[tuple[int, float]]]]]) -> None:
+    grace, history = case
+    detector: OrphanDetector[int] = OrphanDetector(grace=grace)
+    for t, active, silent in history:
+        chosen = detector.observe(load(active, t), silent, t)
+        since = dict(silent)
+        # Only keys we passed, no duplicates.
+        assert len(set(chosen)) == len(chosen)
+        assert set(chosen) <= set(since)
+        # Never more than the deficit among the attempts silent for at least grace.
+        eligible = [k for k, s in silent if t - s >= grace]
+        assert len(chosen) <= max(0, len(eligible) - active)
+        # Never an attempt silent for less than grace.
+        assert all(t - since[k] >= grace for k in chosen)
+        # Nothing when the server knows at least as many requests as we wait on.
+        if active >= len(silent):
+            assert chosen == []
+        # Oldest first.
+        assert [since[k] for k in chosen] == sorted(since[k] for k in chosen)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    grace=st.floats(min_value=0, max_value=10, allow_nan=False),
+    sinces=st.lists(st.floats(min_value=0, max_value=50, allow_nan=False), min_size=1, max_size=20),
+)
+def test_a_forgotten_batch_is_found(grace: float, sinces: list[float]) -> None:
+    # The server knows none of them: scraped every second, each is aborted within 2 grace + 1 s of going
+    # silent (the loop allows one more second for float rounding).
+    detector: OrphanDetector[int] = OrphanDetector(grace=grace)
+    silent = list(enumerate(sinces))
+    found: list[int] = []
+    t = max(sinces)
+    while t <= max(sinces) + 2 * grace + 1 and len(found) < len(silent):
+        t += 1.0
+        found += detector.observe(load(0, t), [(k, s) for k, s in silent if k not in found], t)
+    assert sorted(found) == [k for k, _ in silent]
