@@ -17,7 +17,7 @@ Three ways to read an answer:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,7 +33,7 @@ from ._exceptions import (
     status_error,
 )
 from ._http._base import RawResponse, Transport, describe_request, to_httpx_response
-from ._sse import iter_events
+from ._sse import Event, EventReader
 
 #: Moving a cancel scope's deadline costs a timer reschedule: skip moves shorter than this share of silence.
 _MOVE_SLACK = 0.05
@@ -195,7 +195,9 @@ async def read_assembled(att: Attempt, assembler: Assembler) -> dict[str, Any]:
             if "text/event-stream" not in raw.headers.get("content-type", ""):
                 return _decode_json(att, raw, await raw.read())  # the server ignored stream=true
             done = False
-            async for _event, data in iter_events(raw.iter_lines()):
+            reader = EventReader(raw.readline)
+            while (item := await reader.next()) is not None:
+                data = item[1]
                 att.events += 1
                 if silence is not None:
                     now = clock()
@@ -245,8 +247,8 @@ class OpenedStream:
     """A committed stream: its response, its event iterator and the first event, already read."""
 
     raw: RawResponse
-    events: AsyncIterator[tuple[str | None, bytes]]
-    first: tuple[str | None, bytes] | None
+    events: EventReader | None
+    first: Event | None
     json_body: dict[str, Any] | None = None
 
 
@@ -260,9 +262,9 @@ async def open_stream(att: Attempt) -> OpenedStream:
             raw = await send(att)
             if "text/event-stream" not in raw.headers.get("content-type", ""):
                 body = _decode_json(att, raw, await raw.read())
-                return OpenedStream(raw, _no_events(), None, json_body=body)
-            events = iter_events(raw.iter_lines())
-            first = await anext(events, None)
+                return OpenedStream(raw, None, None, json_body=body)
+            events = EventReader(raw.readline)
+            first = await events.next()
             if first is None:
                 raise APIConnectionError(message="The stream ended before its first event", request=att.describe())
             att.events = 1
@@ -276,11 +278,6 @@ async def open_stream(att: Attempt) -> OpenedStream:
             if watch is not None:
                 att.watches.pop(watch, None)  # type: ignore[union-attr]
     raise att.timed_out(watch)
-
-
-async def _no_events() -> AsyncIterator[tuple[str | None, bytes]]:
-    return
-    yield  # pragma: no cover
 
 
 __all__ = [

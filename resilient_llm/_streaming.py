@@ -71,8 +71,11 @@ class AsyncStream(Generic[T]):
 
     async def _read(self) -> tuple[str | None, bytes] | None:
         att = self._att
+        events = self._opened.events
+        if events is None:
+            return None
         with anyio.CancelScope(deadline=att.first_deadline()) as scope:
-            item = await anext(self._opened.events, None)
+            item = await events.next()
             att.events += 1
             return item
         if scope.cancelled_caught:

@@ -107,7 +107,7 @@ class StubServer:
         if request.can_read_body:
             raw = await request.read()
             body = json.loads(raw) if raw else None
-        self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers), "t": time.monotonic()})
+        self.requests.append({"path": request.path, "body": body, "headers": request.headers.copy(), "query": dict(request.query), "t": time.monotonic()})
         try:
             return await self.handler(request, self.hits)
         except (asyncio.CancelledError, ConnectionResetError):

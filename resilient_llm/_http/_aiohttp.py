@@ -7,7 +7,7 @@ One ``aiohttp.ClientSession`` per event loop: a client created at import time an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 import aiohttp
 
@@ -38,14 +38,9 @@ class AiohttpResponse:
             self._resp.close()
             raise _broken_body(self._resp, exc) from exc
 
-    async def iter_lines(self) -> AsyncIterator[bytes]:
-        content = self._resp.content
+    async def readline(self) -> bytes:
         try:
-            while True:
-                line = await content.readline()
-                if not line:
-                    return
-                yield line.rstrip(b"\r\n")
+            return await self._resp.content.readline()
         except (aiohttp.ClientError, OSError) as exc:
             self._resp.close()
             raise _broken_body(self._resp, exc) from exc

@@ -10,7 +10,7 @@ scope held by the caller, so both implementations behave the same when time runs
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 import httpx
@@ -37,8 +37,8 @@ class RawResponse(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def iter_lines(self) -> AsyncIterator[bytes]:
-        """The body split into lines, line endings stripped, as they arrive."""
+    async def readline(self) -> bytes:
+        """The next line of the body with its line ending, as it arrives; ``b""`` at the end."""
         ...
 
     def close(self) -> None:

@@ -11,10 +11,12 @@ from ._base import describe_request
 
 
 class HttpxResponse:
-    __slots__ = ("_resp",)
+    __slots__ = ("_buffer", "_chunks", "_resp")
 
     def __init__(self, resp: httpx.Response) -> None:
         self._resp = resp
+        self._buffer = b""
+        self._chunks: AsyncIterator[bytes] | None = None
 
     @property
     def status(self) -> int:
@@ -32,29 +34,34 @@ class HttpxResponse:
         finally:
             await self._resp.aclose()
 
-    async def iter_lines(self) -> AsyncIterator[bytes]:
-        buffer = b""
-        try:
-            async for piece in self._resp.aiter_raw():
-                buffer += piece
-                if b"\n" not in buffer:
-                    continue
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    yield line.rstrip(b"\r")
-            if buffer:
-                yield buffer.rstrip(b"\r")
-        except httpx.TransportError as exc:
-            raise _broken_body(self._resp, exc) from exc
+    async def readline(self) -> bytes:
+        buffer = self._buffer
+        while b"\n" not in buffer:
+            if self._chunks is None:
+                self._chunks = self._resp.stream.__aiter__()  # type: ignore[union-attr]
+            try:
+                piece = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._buffer = b""
+                return buffer
+            except httpx.TransportError as exc:
+                raise _broken_body(self._resp, exc) from exc
+            buffer += piece
+        line, _, self._buffer = buffer.partition(b"\n")
+        return line + b"\n"
 
     def close(self) -> None:
         """httpx can only close a streamed response asynchronously; callers use :meth:`aclose`."""
 
     async def aclose(self) -> None:
+        chunks, self._chunks = self._chunks, None
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
         await self._resp.aclose()
 
     async def release(self) -> None:
-        await self._resp.aclose()
+        await self.aclose()
 
 
 def _broken_body(resp: httpx.Response, exc: BaseException) -> APIConnectionError:

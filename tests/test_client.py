@@ -1,0 +1,408 @@
+"""The drop-in client end to end, over real loopback sockets against a scriptable stub server."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from aiohttp import web
+
+import resilient_llm
+from resilient_llm import (
+    APIConnectionError,
+    AsyncOpenAI,
+    BadRequestError,
+    DeadlineExceeded,
+    InternalServerError,
+    NotFoundError,
+    RateLimitError,
+)
+
+from .stubserver import completion_body, serve, silence, sse
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def client(server: Any, **kw: Any) -> AsyncOpenAI:
+    kw.setdefault("ramp_up", 0)
+    kw.setdefault("breaker", None)
+    return AsyncOpenAI(base_url=server.base_url, api_key="sk-test-SECRET", **kw)
+
+
+def no_metrics(handler: Any) -> Any:
+    async def wrapped(request: web.Request, hits: int) -> web.StreamResponse:
+        if request.path == "/metrics":
+            return web.Response(status=404)
+        result: web.StreamResponse = await handler(request, hits)
+        return result
+
+    return wrapped
+
+
+async def stream_abc(request: web.Request, hits: int) -> web.StreamResponse:
+    body = await request.json()
+    if not body.get("stream"):
+        return web.json_response(completion_body("abc"))
+    return await sse(request, ["a", "b", "c"])
+
+
+async def test_plain_completion_streams_under_the_hood_and_reassembles() -> None:
+    with serve(stream_abc) as server:
+        async with client(server) as c:
+            r = await c.chat.completions.create(model="m", messages=MSG, temperature=0.3)
+        assert r.choices[0].message.content == "abc"
+        assert r.choices[0].finish_reason == "stop"
+        assert r.usage is not None and r.usage.total_tokens == 6
+        sent = server.requests[0]["body"]
+        assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+        assert sent["temperature"] == 0.3
+        assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-test-SECRET"
+
+
+async def test_stall_timeout_none_sends_a_plain_request() -> None:
+    with serve(stream_abc) as server:
+        async with client(server, stall_timeout=None) as c:
+            r = await c.chat.completions.create(model="m", messages=MSG)
+        assert r.choices[0].message.content == "abc"
+        assert r.choices[0].message.reasoning_content == "because"
+        assert "stream" not in server.requests[0]["body"]
+
+
+async def test_extra_body_headers_query_and_json_object_pass_through() -> None:
+    with serve(stream_abc) as server:
+        async with client(server, default_query={"a": "1"}) as c:
+            await c.chat.completions.create(
+                model="m",
+                messages=MSG,
+                response_format={"type": "json_object"},
+                max_tokens=8000,
+                extra_body={"skip_special_tokens": True},
+                extra_headers={"X-Trace": "t1"},
+                extra_query={"b": "2"},
+            )
+        req = server.requests[0]
+        assert req["body"]["response_format"] == {"type": "json_object"}
+        assert req["body"]["skip_special_tokens"] is True
+        assert req["body"]["max_tokens"] == 8000
+        assert req["headers"]["X-Trace"] == "t1"
+        assert req["query"] == {"a": "1", "b": "2"}
+
+
+async def test_user_stream_yields_chunks_and_usage(anyio_backend: str) -> None:
+    with serve(stream_abc) as server:
+        async with client(server) as c:
+            stream = await c.chat.completions.create(model="m", messages=MSG, stream=True)
+            async with stream:
+                chunks = [ch async for ch in stream]
+            assert c.stats().in_flight == 0
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == "abc"
+    assert chunks[-1].usage is not None
+
+
+async def test_models_list_awaitable_and_iterable(anyio_backend: str) -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return web.json_response({"object": "list", "data": [{"id": "m1", "object": "model", "created": 0, "owned_by": "vllm"}]})
+
+    with serve(handler) as server:
+        async with client(server) as c:
+            page = await c.models.list()
+            ids = [m.id async for m in c.models.list()]
+    assert [m.id for m in page.data] == ["m1"] and ids == ["m1"]
+
+
+async def test_400_raises_bad_request_after_exactly_one_request(anyio_backend: str) -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return web.json_response(
+            {"error": {"message": "max_tokens too big", "type": "BadRequestError", "param": "max_tokens", "code": 400}},
+            status=400,
+        )
+
+    with serve(handler) as server:
+        async with client(server, max_retries=5) as c:
+            with pytest.raises(BadRequestError) as info:
+                await c.chat.completions.create(model="m", messages=MSG)
+    assert server.hits == 1
+    err = info.value
+    assert err.status_code == 400 and err.param == "max_tokens"
+    assert "max_tokens too big" in str(err)
+    assert "SECRET" not in str(err) and "SECRET" not in repr(err.request.headers)
+
+
+async def test_404_is_not_retried() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return web.json_response({"error": {"message": "no model", "type": "NotFoundError", "code": 404}}, status=404)
+
+    with serve(handler) as server:
+        async with client(server) as c:
+            with pytest.raises(NotFoundError):
+                await c.chat.completions.create(model="x", messages=MSG)
+    assert server.hits == 1
+
+
+@pytest.mark.parametrize("status", [429, 503, 500, 408])
+async def test_retryable_statuses_are_retried(status: int) -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        if hits == 1:
+            return web.json_response({"error": {"message": "busy"}}, status=status)
+        return await stream_abc(request, hits)
+
+    with serve(handler) as server:
+        async with client(server, backoff=resilient_llm.Backoff(base=0.01, cap=0.02)) as c:
+            r = await c.chat.completions.create(model="m", messages=MSG)
+    assert r.choices[0].message.content == "abc"
+    assert server.hits == 2
+
+
+async def test_retry_after_is_honoured() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        if hits == 1:
+            return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "1"})
+        return await stream_abc(request, hits)
+
+    with serve(handler) as server:
+        async with client(server, backoff=resilient_llm.Backoff(base=0.01, cap=0.02)) as c:
+            await c.chat.completions.create(model="m", messages=MSG)
+    gap = server.requests[1]["t"] - server.requests[0]["t"]
+    assert 0.95 <= gap < 2.0
+
+
+async def test_retry_after_past_the_deadline_fails_fast_with_the_cause() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "30"})
+
+    with serve(handler) as server:
+        async with client(server, deadline=2) as c:
+            start = time.monotonic()
+            with pytest.raises(DeadlineExceeded) as info:
+                await c.chat.completions.create(model="m", messages=MSG)
+    assert time.monotonic() - start < 1.0
+    assert isinstance(info.value.last_error, RateLimitError)
+    assert server.hits == 1
+
+
+async def test_x_should_retry_false_stops_retries() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return web.json_response({"error": {"message": "no"}}, status=503, headers={"x-should-retry": "false"})
+
+    with serve(handler) as server:
+        async with client(server) as c:
+            with pytest.raises(InternalServerError):
+                await c.chat.completions.create(model="m", messages=MSG)
+    assert server.hits == 1
+
+
+async def test_dropped_connection_is_retried(anyio_backend: str) -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        if hits == 1:
+            assert request.transport is not None
+            request.transport.abort()
+            await anyio.sleep(0.05)
+            return web.Response()
+        return await stream_abc(request, hits)
+
+    with serve(handler) as server:
+        async with client(server, backoff=resilient_llm.Backoff(base=0.01, cap=0.02)) as c:
+            r = await c.chat.completions.create(model="m", messages=MSG)
+    assert r.choices[0].message.content == "abc"
+    assert server.hits == 2
+
+
+async def test_stream_cut_before_done_is_retried() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        if hits == 1:
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+                             b'[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}\n\n')
+            return resp
+        return await stream_abc(request, hits)
+
+    with serve(handler) as server:
+        async with client(server, backoff=resilient_llm.Backoff(base=0.01, cap=0.02)) as c:
+            r = await c.chat.completions.create(model="m", messages=MSG)
+    assert r.choices[0].message.content == "abc"
+
+
+async def test_error_chunk_mid_stream_raises_for_a_user_stream() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+                         b'[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n')
+        await resp.write(b'data: {"error": {"message": "engine died", "type": "InternalServerError", "code": 500}}\n\n')
+        return resp
+
+    with serve(handler) as server:
+        async with client(server) as c:
+            stream = await c.chat.completions.create(model="m", messages=MSG, stream=True)
+            with pytest.raises(resilient_llm.StreamError, match="engine died"):
+                async for _ in stream:
+                    pass
+            assert c.stats().in_flight == 0
+    assert server.hits == 1  # committed: never retried
+
+
+@pytest.mark.parametrize("kw", [{}, {"max_retries": 50, "timeout": 1}])
+async def test_deadline_bounds_a_server_that_never_answers(kw: dict[str, Any], anyio_backend: str) -> None:
+    with serve(lambda request, hits: silence(request)) as server:
+        async with client(server, deadline=2, **kw) as c:
+            start = time.monotonic()
+            with pytest.raises(DeadlineExceeded) as info:
+                await c.chat.completions.create(model="m", messages=MSG)
+            took = time.monotonic() - start
+    assert 1.7 <= took <= 2.3
+    assert isinstance(info.value, resilient_llm.APITimeoutError)
+    assert c.stats().deadlines_exceeded == 1
+
+
+async def test_long_generation_is_never_cut_by_timeout_or_stall_timeout() -> None:
+    tokens = ["t"] * 3000
+
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return await sse(request, tokens, gap=0.001)  # ~3+ s of streaming, never silent for 1 s
+
+    with serve(handler) as server:
+        async with client(server, timeout=1, stall_timeout=1) as c:
+            start = time.monotonic()
+            r = await c.chat.completions.create(model="m", messages=MSG)
+            took = time.monotonic() - start
+    assert r.choices[0].message.content == "t" * 3000
+    assert took > 1.5  # it really streamed for longer than both limits
+    assert server.hits == 1
+
+
+async def test_ghost_answer_is_detected_within_stall_timeout_and_retried() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        if hits == 1:
+            return await sse(request, ["x"] * 10, stop_after=5)  # half the answer, then silence
+        return await stream_abc(request, hits)
+
+    with serve(handler) as server:
+        async with client(server, stall_timeout=0.5, backoff=resilient_llm.Backoff(base=0.01, cap=0.02)) as c:
+            start = time.monotonic()
+            r = await c.chat.completions.create(model="m", messages=MSG)
+            took = time.monotonic() - start
+            assert c.stats().stalls == 1
+    assert r.choices[0].message.content == "abc"
+    assert 0.5 <= took < 1.5
+    assert server.hits == 2
+
+
+async def test_cancelling_slot_holders_lets_the_next_call_through_at_once(anyio_backend: str) -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        body = await request.json()
+        if body["messages"][0]["content"] == "hang":
+            return await silence(request)
+        return await stream_abc(request, hits)
+
+    with serve(handler) as server:
+        async with client(server, max_concurrency=3) as c:
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(lambda: c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hang"}]))
+                with anyio.fail_after(5):
+                    while c.stats().in_flight < 3:
+                        await anyio.sleep(0.01)
+                assert c.stats().capacity == 3
+                tg.cancel_scope.cancel()
+            assert c.stats().in_flight == 0 and c.stats().queued == 0
+            start = time.monotonic()
+            r = await c.chat.completions.create(model="m", messages=MSG)
+            assert time.monotonic() - start < 1.0
+    assert r.choices[0].message.content == "abc"
+
+
+async def test_queued_calls_are_served_in_fifo_order() -> None:
+    order: list[int] = []
+
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        body = await request.json()
+        order.append(int(body["messages"][0]["content"]))
+        await anyio.sleep(0.02)
+        return await stream_abc(request, hits)
+
+    with serve(handler) as server:
+        async with client(server, max_concurrency=1) as c:
+            async with anyio.create_task_group() as tg:
+                for i in range(6):
+                    tg.start_soon(lambda i=i: c.chat.completions.create(model="m", messages=[{"role": "user", "content": str(i)}]))
+                    await anyio.sleep(0.005)
+    assert order == sorted(order)
+
+
+async def test_embeddings_and_completions() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        body = await request.json()
+        if request.path.endswith("/embeddings"):
+            return web.json_response({"object": "list", "model": "e", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+                                      "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        assert body["stream"] is True
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        for text, fin in (("foo", None), ("bar", "length")):
+            piece = {"id": "c", "object": "text_completion", "created": 1, "model": "m",
+                     "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": fin}]}
+            await resp.write(b"data: " + json.dumps(piece).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    with serve(handler) as server:
+        async with client(server) as c:
+            e = await c.embeddings.create(model="e", input="x")
+            comp = await c.completions.create(model="m", prompt="p")
+    assert e.data[0].embedding == [0.1, 0.2]
+    assert comp.choices[0].text == "foobar" and comp.choices[0].finish_reason == "length"
+
+
+async def test_connection_refused_is_a_connection_error_within_the_deadline() -> None:
+    c = AsyncOpenAI(base_url="http://127.0.0.1:9/v1", deadline=1.5, ramp_up=0, breaker=None,
+                    backoff=resilient_llm.Backoff(base=0.05, cap=0.1))
+    start = time.monotonic()
+    with pytest.raises(APIConnectionError):
+        await c.chat.completions.create(model="m", messages=MSG)
+    assert time.monotonic() - start < 2.0
+    assert c.stats().attempts >= 2
+    await c.close()
+
+
+async def test_user_http_client_is_used() -> None:
+    with serve(stream_abc) as server:
+        async with httpx.AsyncClient() as http:
+            async with client(server, http_client=http) as c:
+                r = await c.chat.completions.create(model="m", messages=MSG)
+    assert r.choices[0].message.content == "abc"
+
+
+async def test_with_options_shares_the_limiter_and_overrides_settings() -> None:
+    with serve(stream_abc) as server:
+        async with client(server, max_concurrency=2) as c:
+            copy = c.with_options(deadline=5, max_retries=1, timeout=3)
+            assert copy.deadline == 5 and copy.max_retries == 1 and copy.timeout.read == 3
+            assert c.deadline == resilient_llm.DEFAULT_DEADLINE
+            await copy.chat.completions.create(model="m", messages=MSG)
+            assert c.stats().calls == 1  # one engine, one set of counters
+            with pytest.raises(resilient_llm.ConfigError, match="max_concurrency"):
+                c.with_options(max_concurrency=3)
+
+
+async def test_no_secret_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="resilient_llm")
+
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        if hits == 1:
+            return web.json_response({"error": {"message": "busy"}}, status=503)
+        return await stream_abc(request, hits)
+
+    with serve(handler) as server:
+        async with client(server, backoff=resilient_llm.Backoff(base=0.01, cap=0.02)) as c:
+            await c.chat.completions.create(model="m", messages=MSG)
+            assert "SECRET" not in repr(c)
+    assert any("retrying" in r.getMessage() for r in caplog.records)
+    assert all("SECRET" not in r.getMessage() for r in caplog.records)
