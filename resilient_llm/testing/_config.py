@@ -1,0 +1,219 @@
+"""Simulator settings: one frozen, keyword-only, validated dataclass, and the fault vocabulary.
+
+Every duration is in *simulated* seconds and is multiplied by ``time_scale`` before the server
+waits for it (``time_scale=0.01`` runs a 400 s generation in 4 s). The exception is ``tick``, the
+shortest real interval between two engine steps, which bounds CPU use whatever the scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal, get_args
+
+from resilient_llm._exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from resilient_llm.testing._stats import QueueSample
+
+__all__ = [
+    "FAULT_KINDS",
+    "REQUEST_FAULTS",
+    "SCRAPE_FAULTS",
+    "FaultKind",
+    "LogNormalLength",
+    "ReasoningField",
+    "SimulatorConfig",
+    "parse_faults",
+]
+
+FaultKind = Literal[
+    "lost",
+    "ghost",
+    "drop",
+    "503",
+    "429",
+    "500",
+    "truncated",
+    "error_chunk",
+    "slow",
+    "restart",
+    "metrics_missing",
+    "metrics_frozen",
+]
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+#: Faults drawn once per completion / embedding attempt (in arrival order).
+REQUEST_FAULTS: frozenset[str] = frozenset(FAULT_KINDS) - {"metrics_missing", "metrics_frozen"}
+#: Faults drawn once per ``GET /metrics`` scrape.
+SCRAPE_FAULTS: frozenset[str] = frozenset({"metrics_missing", "metrics_frozen"})
+#: Script entries that mean "no fault for this attempt".
+NO_FAULT = frozenset({"none", "ok", "-", ""})
+
+ReasoningField = Literal["reasoning_content", "reasoning", "both"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LogNormalLength:
+    """A long-tailed answer length: ``median · exp(sigma · z)`` (z standard normal), within [1, maximum]."""
+
+    median: int = 400
+    sigma: float = 1.0
+    maximum: int = 32768
+
+    def __post_init__(self) -> None:
+        _check(self.median >= 1, "median", self.median, "must be >= 1")
+        _check(math.isfinite(self.sigma) and self.sigma >= 0, "sigma", self.sigma, "must be finite and >= 0")
+        _check(self.maximum >= self.median, "maximum", self.maximum, "must be >= median")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulatorConfig:
+    """How the simulated vLLM server behaves. Durations are simulated seconds (see ``time_scale``).
+
+    Engine: ``capacity`` sequences run at once per engine, the rest wait FIFO. A sequence first
+    spends ``prefill_time_per_token`` per prompt token, then emits one token every
+    ``token_time · (1 + batch_slowdown · (running - 1))``. ``kv_cache_tokens`` is the KV budget per
+    engine (prompt + generated tokens of running sequences); a request is admitted only when its
+    prompt fits, and the newest running sequence is preempted back to the queue when the budget
+    overflows. ``engines`` runs that many independent engines (data parallel, each with its own
+    ``capacity``); a request goes to the one with the fewest running + waiting.
+
+    Answers: ``output_tokens`` (a number or a :class:`LogNormalLength`) unless the request's
+    ``simulator.output_tokens`` says otherwise; ``reasoning_ratio`` of them come first as reasoning
+    text, reported under ``reasoning_field``.
+
+    Faults: ``faults`` maps a fault kind to its probability per attempt (request kinds) or per
+    scrape (``metrics_*``); ``fault_script`` assigns faults to the first attempts in arrival order
+    (``None`` or ``"none"`` for a clean attempt). A request's own ``simulator.fault`` wins over both.
+    """
+
+    model: str = "openai/gpt-oss-20b"
+    host: str = "127.0.0.1"
+    port: int = 0
+    capacity: int = 16
+    engines: int = 1
+    token_time: float = 0.02
+    batch_slowdown: float = 0.01
+    prefill_time_per_token: float = 0.0001
+    time_scale: float = 1.0
+    tick: float = 0.005
+    seed: int = 0
+    output_tokens: int | LogNormalLength = 256
+    reasoning_ratio: float = 0.25
+    reasoning_field: ReasoningField = "both"
+    max_model_len: int = 131072
+    kv_cache_tokens: int = 262144
+    max_queued: int | None = None
+    faults: Mapping[str, float] = field(default_factory=dict)
+    fault_script: Sequence[str | None] = ()
+    retry_after: float = 1.0
+    slow_factor: float = 10.0
+    slow_max_gap: float = 1.0
+    restart_down_for: float = 5.0
+    metrics_lag: float = 0.0
+    sample_interval: float = 0.5
+    embedding_dim: int = 64
+    server_version: str = "0.32.0"
+    on_sample: Callable[[QueueSample], None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model), "model", self.model, "must be a non-empty string")
+        _check(0 <= self.port <= 65535, "port", self.port, "must be in 0..65535")
+        for name in ("capacity", "engines", "max_model_len", "kv_cache_tokens", "embedding_dim"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, name, value, "must be an int >= 1")
+        for name in ("token_time", "batch_slowdown", "prefill_time_per_token", "retry_after", "metrics_lag"):
+            value = getattr(self, name)
+            _check(_finite(value) and value >= 0, name, value, "must be a finite number >= 0")
+        for name in ("time_scale", "tick", "slow_max_gap", "restart_down_for", "sample_interval"):
+            value = getattr(self, name)
+            _check(_finite(value) and value > 0, name, value, "must be a finite number > 0")
+        _check(
+            _finite(self.slow_factor) and self.slow_factor >= 1,
+            "slow_factor",
+            self.slow_factor,
+            "must be >= 1",
+        )
+        _check(0 <= self.reasoning_ratio < 1, "reasoning_ratio", self.reasoning_ratio, "must be in [0, 1)")
+        _check(
+            self.reasoning_field in get_args(ReasoningField),
+            "reasoning_field",
+            self.reasoning_field,
+            f"must be one of {get_args(ReasoningField)}",
+        )
+        if isinstance(self.output_tokens, int):
+            _check(self.output_tokens >= 1, "output_tokens", self.output_tokens, "must be >= 1")
+        else:
+            _check(
+                isinstance(self.output_tokens, LogNormalLength),
+                "output_tokens",
+                self.output_tokens,
+                "must be an int or a LogNormalLength",
+            )
+        if self.max_queued is not None:
+            _check(self.max_queued >= 0, "max_queued", self.max_queued, "must be >= 0 or None")
+        object.__setattr__(self, "faults", MappingProxyType(_checked_faults(self.faults)))
+        script = tuple(self.fault_script)
+        for entry in script:
+            _check(
+                entry is None or entry in NO_FAULT or entry in REQUEST_FAULTS,
+                "fault_script",
+                entry,
+                f"entries must be None, 'none' or one of {sorted(REQUEST_FAULTS)}",
+            )
+        object.__setattr__(self, "fault_script", script)
+
+    def scaled(self, simulated_seconds: float) -> float:
+        """Real seconds for a simulated duration."""
+        return simulated_seconds * self.time_scale
+
+
+def parse_faults(text: str) -> dict[str, float]:
+    """Parse ``"ghost=0.02,drop=0.01"`` into a validated mapping; errors name the bad part."""
+    faults: dict[str, float] = {}
+    for raw in text.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ConfigError(f"faults: {part!r} is not NAME=PROBABILITY (e.g. ghost=0.02)")
+        if name not in FAULT_KINDS:
+            raise ConfigError(f"faults: unknown fault {name!r} in {part!r}; known: {', '.join(FAULT_KINDS)}")
+        try:
+            probability = float(value)
+        except ValueError:
+            raise ConfigError(f"faults: {value.strip()!r} in {part!r} is not a number") from None
+        if name in faults:
+            raise ConfigError(f"faults: {name!r} given twice")
+        faults[name] = probability
+    return _checked_faults(faults)
+
+
+def _checked_faults(faults: Mapping[str, float]) -> dict[str, float]:
+    checked: dict[str, float] = {}
+    for name, probability in faults.items():
+        _check(name in FAULT_KINDS, "faults", dict(faults), f"unknown fault {name!r}; known: {FAULT_KINDS}")
+        _check(
+            _finite(probability) and 0 <= probability <= 1,
+            "faults",
+            dict(faults),
+            f"probability of {name!r} must be in [0, 1]",
+        )
+        checked[name] = float(probability)
+    for group, label in ((REQUEST_FAULTS, "per-request"), (SCRAPE_FAULTS, "per-scrape")):
+        total = sum(p for name, p in checked.items() if name in group)
+        _check(total <= 1 + 1e-9, "faults", dict(faults), f"{label} probabilities sum to {total:g} > 1")
+    return checked
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(ok: bool, name: str, value: object, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r}: {rule}")

@@ -1,0 +1,333 @@
+"""The generation endpoints: one attempt from its request to its last byte, faults included.
+
+An attempt is planned (fault, answer length) in arrival order, then either answered at once
+(status faults, a dead engine, a full queue), held forever (``lost``, ``restart``), or turned into
+a :class:`Sequence` for the engines. Streaming responses send headers at once and the first chunk
+with the first token; non-streaming ones send nothing until the answer is complete.
+
+Faults at the midpoint (``ghost``, ``drop``, ``truncated``, ``error_chunk``) act once half of the
+answer's tokens exist (streaming: once half were sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import TYPE_CHECKING, NoReturn
+
+from aiohttp import web
+
+from resilient_llm.testing._engine import SeqState, Sequence
+from resilient_llm.testing._requests import (
+    GenerationRequest,
+    Kind,
+    RequestRejected,
+    parse_body,
+    parse_request,
+)
+from resilient_llm.testing._text import build_answer, embedding
+from resilient_llm.testing._wire import (
+    DONE,
+    ChatStreamWriter,
+    CompletionStreamWriter,
+    chat_body,
+    completion_body,
+    dumps,
+    embeddings_body,
+    error_body,
+    fingerprint,
+)
+
+if TYPE_CHECKING:
+    from resilient_llm.testing._core import SimulatorCore
+    from resilient_llm.testing._faults import AttemptPlan
+
+__all__ = ["GenerationHandlers", "error_response"]
+
+logger = logging.getLogger("resilient_llm.testing")
+
+_MIDPOINT_FAULTS = frozenset({"ghost", "drop", "truncated", "error_chunk"})
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+
+
+def error_response(status: int, message: str, type_: str, *, param: str | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=error_body(message, type_, status, param), content_type="application/json"
+    )
+
+
+async def _forever() -> NoReturn:
+    """Hold the connection open and silent until the client leaves or the server goes away."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+def _drop(request: web.BaseRequest) -> web.Response:
+    """Close the connection without a (further) response."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response()
+
+
+class _Job:
+    """One sequence in the engine and what its client has received."""
+
+    __slots__ = ("_settled", "delivered", "event", "reasoning", "seq", "tokens")
+
+    def __init__(self, seq: Sequence, tokens: list[str], reasoning: int) -> None:
+        self.seq = seq
+        self.tokens = tokens
+        self.reasoning = reasoning
+        self.delivered = 0
+        self.event = asyncio.Event()
+        self._settled = False
+        seq.notify = self.event.set
+
+    async def reach(self, tokens: int) -> None:
+        """Wait until the sequence has ``tokens`` tokens or has ended."""
+        seq = self.seq
+        seq.wake_at = tokens
+        while not (seq.done or seq.generated >= tokens):
+            self.event.clear()
+            await self.event.wait()
+
+    @property
+    def killed(self) -> bool:
+        """Ended without finishing: aborted, or forgotten by a server restart."""
+        return self.seq.state is SeqState.ABORTED
+
+    def text(self, start: int, stop: int) -> tuple[str | None, str | None]:
+        """(reasoning, content) of tokens ``start:stop``; ``None`` where that part is empty."""
+        split = self.reasoning
+        reasoning = "".join(self.tokens[start : min(stop, split)]) if start < split else None
+        content = "".join(self.tokens[max(start, split) : stop]) if stop > split else None
+        return reasoning, content
+
+    def settle(self, core: SimulatorCore) -> None:
+        if not self._settled:
+            self._settled = True
+            core.stats.settle(self.seq.generated, self.delivered)
+
+
+class GenerationHandlers:
+    """``/v1/chat/completions``, ``/v1/completions`` and ``/v1/embeddings`` over one core."""
+
+    def __init__(self, core: SimulatorCore) -> None:
+        self._core = core
+        config = core.config
+        self._fingerprint = fingerprint(config.server_version, config.model)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._attempt(request, "chat")
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._attempt(request, "text")
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._attempt(request, "embedding")
+
+    async def _attempt(self, request: web.Request, kind: Kind) -> web.StreamResponse:
+        core = self._core
+        core.stats.requests_received += 1
+        try:
+            req = parse_request(parse_body(await request.read()), kind, core.config)
+        except RequestRejected as exc:
+            return error_response(exc.status, exc.message, exc.type, param=exc.param)
+        plan = core.planner.next_attempt(req.fault)
+        fault = plan.fault
+        if fault is not None:
+            core.stats.faults[fault] += 1
+            logger.debug("attempt %d: fault %s", plan.index, fault)
+        early = self._early_answer(fault)
+        if early is not None:
+            return early
+        if fault in ("lost", "restart"):
+            if fault == "restart":
+                core.on_restart(core.config.restart_down_for)
+            elif req.stream:
+                await web.StreamResponse(headers=_SSE_HEADERS).prepare(request)
+            await _forever()
+        job = self._job(req, plan, fault)
+        core.submit(job.seq)
+        try:
+            if req.stream:
+                return await self._stream(request, req, plan, job, fault)
+            return await self._respond(request, req, plan, job, fault)
+        finally:
+            if core.abort(job.seq):
+                core.stats.requests_aborted += 1
+            job.settle(core)
+
+    def _early_answer(self, fault: str | None) -> web.Response | None:
+        """Answers that never reach the engine."""
+        core, config = self._core, self._core.config
+        if core.dead:
+            return error_response(
+                500,
+                "EngineCore encountered an issue. See stack trace (above) for the root cause.",
+                "InternalServerError",
+            )
+        if fault == "503":
+            return error_response(
+                503, "The server is temporarily unable to serve this request.", "ServiceUnavailableError"
+            )
+        if fault == "429":
+            delay = config.scaled(config.retry_after)
+            response = error_response(429, "Too many requests; retry later.", "RateLimitError")
+            response.headers["Retry-After"] = str(max(1, math.ceil(delay)))
+            response.headers["retry-after-ms"] = str(round(delay * 1000))
+            return response
+        if fault == "500":
+            return error_response(500, "Internal server error.", "InternalServerError")
+        if config.max_queued is not None and core.waiting() >= config.max_queued:
+            core.reject_queue_full()
+            return error_response(
+                503,
+                f"The waiting queue is full (max_num_queued_reqs={config.max_queued}); retry later.",
+                "ServiceUnavailableError",
+            )
+        return None
+
+    def _job(self, req: GenerationRequest, plan: AttemptPlan, fault: str | None) -> _Job:
+        config = self._core.config
+        if req.kind == "embedding":
+            tokens: list[str] = []
+            reasoning = target = 0
+            finish = "stop"
+        else:
+            wanted = req.output_tokens or plan.output_tokens
+            reasoning = min(wanted - 1, round(wanted * config.reasoning_ratio)) if req.kind == "chat" else 0
+            answer = build_answer(
+                wanted, reasoning_tokens=reasoning, json_mode=req.json_mode, offset=plan.text_offset
+            )
+            tokens = answer.reasoning + answer.content
+            cap = req.max_tokens if req.max_tokens is not None else config.max_model_len - req.prompt_tokens
+            target = min(len(tokens), cap)
+            finish = "length" if len(tokens) > cap else "stop"
+        prefill = (
+            req.prefill_ms / 1000
+            if req.prefill_ms is not None
+            else req.prompt_tokens * config.prefill_time_per_token
+        )
+        seq = Sequence(
+            prompt_tokens=req.prompt_tokens,
+            target=target,
+            finish_reason=finish,
+            prefill_time=config.scaled(prefill),
+            slowdown=config.slow_factor if fault == "slow" else 1.0,
+            max_gap=config.scaled(config.slow_max_gap) if fault == "slow" else None,
+        )
+        return _Job(seq, tokens, reasoning)
+
+    # -- non-streaming -------------------------------------------------------------------------
+    async def _respond(
+        self, request: web.Request, req: GenerationRequest, plan: AttemptPlan, job: _Job, fault: str | None
+    ) -> web.Response:
+        core, seq = self._core, job.seq
+        if fault in ("drop", "error_chunk"):
+            await job.reach(seq.target // 2)
+            if fault == "drop" or job.killed:
+                core.abort(seq)
+                return _drop(request)
+            core.abort(seq, "error")
+            return error_response(
+                500, "The engine failed while generating this request.", "InternalServerError"
+            )
+        await job.reach(seq.target)
+        if job.killed:
+            return _drop(request)
+        if fault == "ghost":
+            job.settle(core)
+            await _forever()
+        body = dumps(self._body(req, plan, job))
+        if fault == "truncated":
+            body = body[: len(body) // 2]
+        else:
+            job.delivered = seq.generated
+            core.stats.requests_completed += 1
+        return web.Response(body=body, content_type="application/json")
+
+    def _body(self, req: GenerationRequest, plan: AttemptPlan, job: _Job) -> dict[str, object]:
+        config, created = self._core.config, int(self._core.created_unix)
+        if req.kind == "embedding":
+            vectors = [embedding(text, config.embedding_dim) for text in req.inputs]
+            return embeddings_body(
+                id_=f"embd-{plan.id_hex}", created=created, model=config.model, vectors=vectors,
+                prompt_tokens=req.prompt_tokens,
+            )  # fmt: skip
+        reasoning, content = job.text(0, job.seq.target)
+        if req.kind == "text":
+            return completion_body(
+                id_=f"cmpl-{plan.id_hex}", created=created, model=config.model, text=content or "",
+                finish_reason=job.seq.finish_reason, prompt_tokens=req.prompt_tokens,
+                completion_tokens=job.seq.target, fingerprint=self._fingerprint,
+            )  # fmt: skip
+        return chat_body(
+            id_=f"chatcmpl-{plan.id_hex}", created=created, model=config.model, content=content,
+            reasoning=reasoning, reasoning_field=config.reasoning_field, finish_reason=job.seq.finish_reason,
+            prompt_tokens=req.prompt_tokens, completion_tokens=job.seq.target, fingerprint=self._fingerprint,
+        )  # fmt: skip
+
+    # -- streaming -----------------------------------------------------------------------------
+    async def _stream(
+        self, request: web.Request, req: GenerationRequest, plan: AttemptPlan, job: _Job, fault: str | None
+    ) -> web.StreamResponse:
+        core, seq, config = self._core, job.seq, self._core.config
+        response = web.StreamResponse(headers=_SSE_HEADERS)
+        await response.prepare(request)
+        created = int(core.created_unix)
+        writer: ChatStreamWriter | CompletionStreamWriter
+        if req.kind == "chat":
+            writer = ChatStreamWriter(
+                id_=f"chatcmpl-{plan.id_hex}", created=created, model=config.model,
+                reasoning_field=config.reasoning_field, fingerprint=self._fingerprint,
+            )  # fmt: skip
+        else:
+            writer = CompletionStreamWriter(
+                id_=f"cmpl-{plan.id_hex}", created=created, model=config.model, fingerprint=self._fingerprint
+            )
+        stop = seq.target // 2 if fault in _MIDPOINT_FAULTS else seq.target
+        while job.delivered < stop:
+            await job.reach(job.delivered + 1)
+            if job.killed:
+                _drop(request)
+                return response
+            upto = min(seq.generated, stop)
+            finish = seq.finish_reason if upto == seq.target else None
+            await response.write(self._chunks(writer, job, upto, finish))
+            job.delivered = upto
+        if fault == "ghost":
+            await job.reach(seq.target)
+            job.settle(core)
+            await _forever()
+        if fault == "drop":
+            core.abort(seq)
+            _drop(request)
+        elif fault == "truncated":
+            core.abort(seq)
+            await response.write_eof()
+        elif fault == "error_chunk":
+            core.abort(seq, "error")
+            error = error_body("The engine failed while generating this request.", "InternalServerError", 500)
+            await response.write(b"data: " + error + b"\n\n" + DONE)
+        else:
+            tail = writer.usage(req.prompt_tokens, seq.target) if req.include_usage else b""
+            await response.write(tail + DONE)
+            core.stats.requests_completed += 1
+        return response
+
+    @staticmethod
+    def _chunks(
+        writer: ChatStreamWriter | CompletionStreamWriter, job: _Job, upto: int, finish: str | None
+    ) -> bytes:
+        """The SSE events carrying tokens ``job.delivered:upto`` (the role chunk comes first)."""
+        reasoning, content = job.text(job.delivered, upto)
+        if isinstance(writer, CompletionStreamWriter):
+            return writer.text((reasoning or "") + (content or ""), finish)
+        parts = [writer.role()] if job.delivered == 0 else []
+        if reasoning is not None:
+            parts.append(writer.delta(reasoning=reasoning, finish=None if content is not None else finish))
+        if content is not None:
+            parts.append(writer.delta(content=content, finish=finish))
+        return b"".join(parts)

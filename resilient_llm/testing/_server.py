@@ -1,0 +1,235 @@
+"""``VLLMSimulator``: the simulated vLLM served by aiohttp on a real loopback socket.
+
+::
+
+    async with VLLMSimulator(SimulatorConfig(capacity=4, time_scale=0.01)) as sim:
+        client = AsyncOpenAI(base_url=sim.base_url, api_key="EMPTY")
+        ...
+        print(sim.stats().tokens_wasted)
+
+It runs on the current asyncio loop; :class:`~resilient_llm.testing.SimulatorThread` runs one on a
+loop of its own for trio or synchronous code. A restart really closes the listening socket and
+every open connection, so clients see refused connections until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+from aiohttp import web
+
+from resilient_llm.testing._config import SimulatorConfig
+from resilient_llm.testing._core import MetricsMode, SimulatorCore
+from resilient_llm.testing._handlers import GenerationHandlers
+from resilient_llm.testing._stats import QueueSample, SimulatorStats
+from resilient_llm.testing._wire import dumps, models_body
+
+__all__ = ["VLLMSimulator"]
+
+logger = logging.getLogger("resilient_llm.testing")
+
+_SHUTDOWN_TIMEOUT = 1.0
+_METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class VLLMSimulator:
+    """An OpenAI-compatible server that behaves like vLLM where it matters (see :class:`SimulatorConfig`)."""
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self._config = config if config is not None else SimulatorConfig()
+        self._core: SimulatorCore | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._port = self._config.port
+        self._up = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self._comeback: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def __aenter__(self) -> VLLMSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Bind ``config.host`` (a free port unless ``config.port`` is set) and start serving."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already started")
+        core = SimulatorCore(self._config, asyncio.get_running_loop(), on_restart=self._restart_soon)
+        generation = GenerationHandlers(core)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", generation.chat)
+        app.router.add_post("/v1/completions", generation.completions)
+        app.router.add_post("/v1/embeddings", generation.embeddings)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/simulator/stats", self._stats)
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT
+        )
+        await runner.setup()
+        self._core, self._runner = core, runner
+        try:
+            await self._bind()
+        except BaseException:
+            await self.close()
+            raise
+        logger.info("simulated vLLM serving %s on %s", self._config.model, self.base_url)
+
+    async def close(self) -> None:
+        """Stop serving: open connections are dropped, held requests end."""
+        for task in [*self._background, *([self._comeback] if self._comeback else [])]:
+            task.cancel()
+        if self._core is not None:
+            self._core.close()
+        if self._runner is not None:
+            self._drop_connections()
+            await self._runner.cleanup()
+        self._runner = self._site = self._core = None
+        self._up.clear()
+
+    async def _bind(self) -> None:
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, self._config.host, self._port, reuse_address=True)
+        await site.start()
+        self._site, self._port = site, site.port
+        self._up.set()
+
+    def _drop_connections(self) -> None:
+        server = self._runner.server if self._runner is not None else None
+        for connection in server.connections if server is not None else ():
+            connection.force_close()
+
+    # -- where it is ---------------------------------------------------------------------------
+    @property
+    def config(self) -> SimulatorConfig:
+        return self._config
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT``, for ``/health`` and ``/metrics``."""
+        return f"http://{self._config.host}:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT/v1``, for an OpenAI client's ``base_url``."""
+        return self.url + "/v1"
+
+    @property
+    def is_up(self) -> bool:
+        """Whether the listening socket is open (false during a restart)."""
+        return self._up.is_set()
+
+    # -- observing -----------------------------------------------------------------------------
+    def _require_core(self) -> SimulatorCore:
+        if self._core is None:
+            raise RuntimeError("the simulator is not running; use 'async with VLLMSimulator(...)'")
+        return self._core
+
+    def stats(self) -> SimulatorStats:
+        """The counters so far (they survive restarts)."""
+        return self._require_core().stats.snapshot()
+
+    def samples(self) -> list[QueueSample]:
+        """Queue depth sampled every ``sample_interval`` since the start (at most 100 000 samples)."""
+        return self._require_core().samples()
+
+    @property
+    def running(self) -> int:
+        """Sequences running now, over all engines (what an instant ``/metrics`` would say)."""
+        return self._require_core().running()
+
+    @property
+    def waiting(self) -> int:
+        return self._require_core().waiting()
+
+    # -- server-wide faults --------------------------------------------------------------------
+    async def restart(self, down_for: float | None = None) -> None:
+        """Go down now and come back after ``down_for`` simulated seconds (× ``time_scale``).
+
+        Closes the listening socket and every connection; in-flight requests are lost. The server
+        returns with empty queues and zeroed ``/metrics`` counters (the simulator's own counters
+        go on). Returns once it is down; :meth:`wait_up` waits for the return.
+        """
+        core = self._require_core()
+        down = self._config.scaled(self._config.restart_down_for if down_for is None else down_for)
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        self._up.clear()
+        self._drop_connections()
+        core.reset()
+        logger.warning("simulated vLLM restarting: down for %.3fs", down)
+        if self._comeback is not None:
+            self._comeback.cancel()
+        self._comeback = asyncio.create_task(self._come_back(down))
+
+    async def _come_back(self, down: float) -> None:
+        await asyncio.sleep(down)
+        await self._bind()
+        logger.warning("simulated vLLM back on %s", self.base_url)
+
+    def _restart_soon(self, down_for: float) -> None:
+        task = asyncio.get_running_loop().create_task(self.restart(down_for))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def wait_up(self) -> None:
+        """Wait until the server accepts connections (after a restart)."""
+        await self._up.wait()
+
+    def set_metrics_mode(self, mode: MetricsMode) -> None:
+        """``"ok"``; ``"missing"`` (``/metrics`` answers 404); ``"frozen"`` (the values of this moment)."""
+        self._require_core().set_metrics_mode(mode)
+
+    def set_engine_dead(self, dead: bool = True) -> None:
+        """A dead engine: ``/health`` answers 503, new requests 500, in-flight ones go silent."""
+        self._require_core().set_dead(dead)
+
+    # -- small endpoints -----------------------------------------------------------------------
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(status=503 if self._require_core().dead else 200)
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=dumps({"version": self._config.server_version}), content_type="application/json"
+        )
+
+    async def _models(self, request: web.Request) -> web.Response:
+        core = self._require_core()
+        body = models_body(
+            model=self._config.model, created=int(core.created_unix), max_model_len=self._config.max_model_len
+        )
+        return web.Response(body=dumps(body), content_type="application/json")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        text = self._require_core().metrics_text()
+        if text is None:
+            return web.Response(
+                status=404, body=dumps({"detail": "Not Found"}), content_type="application/json"
+            )
+        return web.Response(text=text, headers={"Content-Type": _METRICS_CONTENT_TYPE})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        core = self._require_core()
+        body = {
+            **core.stats.snapshot().as_dict(),
+            "running": core.running(),
+            "waiting": core.waiting(),
+            "attempts": core.planner.attempts,
+            "engine_dead": core.dead,
+            "metrics_mode": core.metrics_mode,
+        }
+        return web.Response(body=dumps(body), content_type="application/json")

@@ -1,0 +1,248 @@
+"""Response bodies and SSE chunks shaped like vLLM 0.32's OpenAI-compatible server.
+
+Field names and order follow captures of a real server (``tests/fixtures/vllm-0.32/``). JSON is
+compact, as vLLM writes it. Chunks are built from a per-response prefix so a streamed token costs
+one ``json.dumps`` of its text.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+__all__ = [
+    "DONE",
+    "ChatStreamWriter",
+    "CompletionStreamWriter",
+    "chat_body",
+    "completion_body",
+    "dumps",
+    "embeddings_body",
+    "error_body",
+    "fingerprint",
+    "models_body",
+]
+
+DONE = b"data: [DONE]\n\n"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def fingerprint(version: str, model: str) -> str:
+    return f"vllm-{version}-{zlib.crc32(model.encode()):08x}"
+
+
+def error_body(message: str, type_: str, code: int, param: str | None = None) -> bytes:
+    """``{"error": {"message", "type", "param", "code"}}``, as vLLM sends with an error status."""
+    return _dumps({"error": {"message": message, "type": type_, "param": param, "code": code}}).encode()
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "total_tokens": prompt + completion, "completion_tokens": completion}
+
+
+def _reasoning_keys(field: str) -> tuple[str, ...]:
+    return ("reasoning_content", "reasoning") if field == "both" else (field,)
+
+
+class ChatStreamWriter:
+    """Builds the ``data:`` lines of one streamed chat completion."""
+
+    def __init__(self, *, id_: str, created: int, model: str, reasoning_field: str, fingerprint: str) -> None:
+        self._head = (
+            f'data: {{"id":"{id_}","object":"chat.completion.chunk","created":{created},'
+            f'"model":{_dumps(model)},"choices":'
+        )
+        self._reasoning_keys = _reasoning_keys(reasoning_field)
+        self._fingerprint = fingerprint
+
+    def role(self) -> bytes:
+        """The first chunk, sent with the first token: role and empty content."""
+        return (
+            self._head + '[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,'
+            '"finish_reason":null}],"prompt_token_ids":null,"prompt_text":null}\n\n'
+        ).encode()
+
+    def delta(
+        self, *, content: str | None = None, reasoning: str | None = None, finish: str | None = None
+    ) -> bytes:
+        delta: dict[str, str] = {}
+        if reasoning is not None:
+            for key in self._reasoning_keys:
+                delta[key] = reasoning
+        if content is not None:
+            delta["content"] = content
+        end = (
+            '"finish_reason":null,"token_ids":null}]}\n\n'
+            if finish is None
+            else f'"finish_reason":"{finish}","stop_reason":null,"token_ids":null}}]}}\n\n'
+        )
+        return (self._head + '[{"index":0,"delta":' + _dumps(delta) + ',"logprobs":null,' + end).encode()
+
+    def usage(self, prompt: int, completion: int) -> bytes:
+        return (
+            self._head
+            + "[],"
+            + f'"usage":{_dumps(_usage(prompt, completion))},"system_fingerprint":"{self._fingerprint}"}}\n\n'
+        ).encode()
+
+
+class CompletionStreamWriter:
+    """Builds the ``data:`` lines of one streamed text completion (``/v1/completions``)."""
+
+    def __init__(self, *, id_: str, created: int, model: str, fingerprint: str) -> None:
+        self._head = (
+            f'data: {{"id":"{id_}","object":"text_completion","created":{created},'
+            f'"model":{_dumps(model)},"choices":'
+        )
+        self._fingerprint = fingerprint
+
+    def text(self, text: str, finish: str | None = None) -> bytes:
+        reason = "null" if finish is None else f'"{finish}"'
+        return (
+            self._head + '[{"index":0,"text":' + _dumps(text) + ',"logprobs":null,'
+            f'"finish_reason":{reason},"stop_reason":null,"token_ids":null}}]}}\n\n'
+        ).encode()
+
+    def usage(self, prompt: int, completion: int) -> bytes:
+        return (
+            self._head
+            + "[],"
+            + f'"usage":{_dumps(_usage(prompt, completion))},"system_fingerprint":"{self._fingerprint}"}}\n\n'
+        ).encode()
+
+
+def chat_body(
+    *,
+    id_: str,
+    created: int,
+    model: str,
+    content: str | None,
+    reasoning: str | None,
+    reasoning_field: str,
+    finish_reason: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    fingerprint: str,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": content,
+        "refusal": None,
+        "annotations": None,
+        "audio": None,
+        "function_call": None,
+    }
+    for key in _reasoning_keys(reasoning_field):
+        message[key] = reasoning
+    return {
+        "id": id_,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason,
+                "stop_reason": None,
+                "token_ids": None,
+                "routed_experts": None,
+            }
+        ],
+        "service_tier": None,
+        "system_fingerprint": fingerprint,
+        "usage": {
+            **_usage(prompt_tokens, completion_tokens),
+            "prompt_tokens_details": None,
+            "completion_tokens_details": None,
+        },
+        "prompt_logprobs": None,
+        "prompt_token_ids": None,
+        "prompt_text": None,
+        "kv_transfer_params": None,
+        "ec_transfer_params": None,
+        "metrics": None,
+    }
+
+
+def completion_body(
+    *,
+    id_: str,
+    created: int,
+    model: str,
+    text: str,
+    finish_reason: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    fingerprint: str,
+) -> dict[str, Any]:
+    return {
+        "id": id_,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "text": text,
+                "logprobs": None,
+                "finish_reason": finish_reason,
+                "stop_reason": None,
+                "token_ids": None,
+                "prompt_logprobs": None,
+                "prompt_token_ids": None,
+            }
+        ],
+        "service_tier": None,
+        "system_fingerprint": fingerprint,
+        "usage": {**_usage(prompt_tokens, completion_tokens), "prompt_tokens_details": None},
+        "kv_transfer_params": None,
+    }
+
+
+def embeddings_body(
+    *, id_: str, created: int, model: str, vectors: list[list[float]], prompt_tokens: int
+) -> dict[str, Any]:
+    return {
+        "id": id_,
+        "object": "list",
+        "created": created,
+        "model": model,
+        "data": [{"index": i, "object": "embedding", "embedding": v} for i, v in enumerate(vectors)],
+        "usage": {**_usage(prompt_tokens, 0), "prompt_tokens_details": None},
+    }
+
+
+def models_body(*, model: str, created: int, max_model_len: int) -> dict[str, Any]:
+    permission = {
+        "id": f"modelperm-{zlib.crc32(model.encode()):08x}",
+        "object": "model_permission",
+        "created": created,
+        "allow_create_engine": False,
+        "allow_sampling": True,
+        "allow_logprobs": True,
+        "allow_search_indices": False,
+        "allow_view": True,
+        "allow_fine_tuning": False,
+        "organization": "*",
+        "group": None,
+        "is_blocking": False,
+    }
+    card = {
+        "id": model,
+        "object": "model",
+        "created": created,
+        "owned_by": "vllm",
+        "root": model,
+        "parent": None,
+        "max_model_len": max_model_len,
+        "permission": [permission],
+    }
+    return {"object": "list", "data": [card]}
+
+
+def dumps(obj: object) -> bytes:
+    """Compact JSON bytes."""
+    return _dumps(obj).encode()
