@@ -264,10 +264,9 @@ class ChatAssembler(_Envelope):
             logprobs = choice.get("logprobs")
             if logprobs:
                 state.feed_logprobs(logprobs)
-            if len(choice) > 4:
-                for key, value in choice.items():
-                    if key not in _CHAT_CHOICE_KEYS:
-                        _merge_extra(state.extra, key, value)
+            for key, value in choice.items():
+                if key not in _CHAT_CHOICE_KEYS:
+                    _merge_extra(state.extra, key, value)
 
     @property
     def finished(self) -> bool:
@@ -333,10 +332,9 @@ class CompletionAssembler(_Envelope):
             logprobs = choice.get("logprobs")
             if logprobs:
                 state.feed_logprobs(logprobs)
-            if len(choice) > 4:
-                for key, value in choice.items():
-                    if key not in _COMPLETION_CHOICE_KEYS:
-                        _merge_extra(state.extra, key, value)
+            for key, value in choice.items():
+                if key not in _COMPLETION_CHOICE_KEYS:
+                    _merge_extra(state.extra, key, value)
 
     @property
     def finished(self) -> bool:

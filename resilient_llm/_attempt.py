@@ -132,9 +132,10 @@ def _decode_error_body(body: bytes) -> object | None:
     if not body:
         return None
     try:
-        return json.loads(body)
+        decoded: object = json.loads(body)
     except ValueError:
         return body.decode("utf-8", "replace")
+    return decoded
 
 
 def _decode_json(att: Attempt, raw: RawResponse, body: bytes) -> dict[str, Any]:
@@ -232,7 +233,9 @@ def _decode_chunk(att: Attempt, data: bytes) -> dict[str, Any]:
     try:
         chunk = json.loads(data)
     except ValueError as exc:
-        raise APIConnectionError(message=f"Invalid JSON in a stream event: {exc}", request=att.describe()) from exc
+        raise APIConnectionError(
+            message=f"Invalid JSON in a stream event: {exc}", request=att.describe()
+        ) from exc
     if not isinstance(chunk, dict):
         raise APIConnectionError(message=f"Unexpected stream event: {data[:200]!r}", request=att.describe())
     error = chunk.get("error")
@@ -266,7 +269,9 @@ async def open_stream(att: Attempt) -> OpenedStream:
             events = EventReader(raw.readline)
             first = await events.next()
             if first is None:
-                raise APIConnectionError(message="The stream ended before its first event", request=att.describe())
+                raise APIConnectionError(
+                    message="The stream ended before its first event", request=att.describe()
+                )
             att.events = 1
             if first[1] != b"[DONE]":
                 _decode_chunk(att, first[1])  # an error as the first event is still retryable

@@ -12,8 +12,9 @@ import httpx
 
 from ._attempt import Request
 from ._config import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_RAMP_UP,
     NOT_GIVEN,
-    ConfigError,
     NotGiven,
     RateLimit,
     RetryBudgetConfig,
@@ -24,12 +25,10 @@ from ._config import (
     read_env,
     resolve_breaker,
     resolve_rate_limit,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_RAMP_UP,
 )
 from ._engine import CallSpec, Engine, default_transport
 from ._events import EventHook
-from ._exceptions import OpenAIError
+from ._exceptions import ConfigError, OpenAIError
 from ._policies._backoff import Backoff
 from ._policies._breaker import BreakerConfig
 from ._stats import Stats
@@ -82,17 +81,17 @@ class AsyncOpenAI:
         project: str | None = None,
         base_url: str | httpx.URL | None = None,
         websocket_base_url: str | httpx.URL | None = None,
-        timeout: float | httpx.Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, object] | None = None,
         http_client: httpx.AsyncClient | None = None,
         deadline: float | NotGiven = NOT_GIVEN,
-        stall_timeout: float | None | NotGiven = NOT_GIVEN,
+        stall_timeout: float | NotGiven | None = NOT_GIVEN,
         max_concurrency: int | NotGiven = NOT_GIVEN,
-        rate_limit: float | RateLimit | None | NotGiven = NOT_GIVEN,
+        rate_limit: float | RateLimit | NotGiven | None = NOT_GIVEN,
         ramp_up: float | NotGiven = NOT_GIVEN,
-        breaker: BreakerConfig | None | NotGiven = NOT_GIVEN,
+        breaker: BreakerConfig | NotGiven | None = NOT_GIVEN,
         retry_budget: RetryBudgetConfig | NotGiven = NOT_GIVEN,
         backoff: Backoff | NotGiven = NOT_GIVEN,
         hooks: Iterable[EventHook] = (),
@@ -125,11 +124,13 @@ class AsyncOpenAI:
             timeout=coerce_timeout(raw_timeout),
             stall_timeout=pick("stall_timeout", stall_timeout, settings.stall_timeout),
             max_retries=pick("max_retries", max_retries, settings.max_retries),
-            backoff=backoff if _given(backoff) else settings.backoff,
+            backoff=backoff if isinstance(backoff, Backoff) else settings.backoff,
         )
-        if not isinstance(self._settings.backoff, Backoff):
+        if _given(backoff) and not isinstance(backoff, Backoff):
             raise ConfigError(f"backoff must be a Backoff, got {backoff!r}")
-        concurrency = _count("max_concurrency", pick("max_concurrency", max_concurrency, DEFAULT_MAX_CONCURRENCY), minimum=1)
+        concurrency = _count(
+            "max_concurrency", pick("max_concurrency", max_concurrency, DEFAULT_MAX_CONCURRENCY), minimum=1
+        )
         ramp = _positive("ramp_up", pick("ramp_up", ramp_up, DEFAULT_RAMP_UP), allow_zero=True)
         budget = retry_budget if _given(retry_budget) else RetryBudgetConfig()
         if not isinstance(budget, RetryBudgetConfig):
@@ -179,14 +180,14 @@ class AsyncOpenAI:
         organization: str | None = None,
         project: str | None = None,
         base_url: str | httpx.URL | None = None,
-        timeout: float | httpx.Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | None = None,
         set_default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, object] | None = None,
         set_default_query: Mapping[str, object] | None = None,
         deadline: float | NotGiven = NOT_GIVEN,
-        stall_timeout: float | None | NotGiven = NOT_GIVEN,
+        stall_timeout: float | NotGiven | None = NOT_GIVEN,
         backoff: Backoff | NotGiven = NOT_GIVEN,
         **shared: Any,
     ) -> AsyncOpenAI:
@@ -199,7 +200,9 @@ class AsyncOpenAI:
                 "copy of a client; set them when creating the client"
             )
         if default_headers is not None and set_default_headers is not None:
-            raise ValueError("The `default_headers` and `set_default_headers` arguments are mutually exclusive")
+            raise ValueError(
+                "The `default_headers` and `set_default_headers` arguments are mutually exclusive"
+            )
         if default_query is not None and set_default_query is not None:
             raise ValueError("The `default_query` and `set_default_query` arguments are mutually exclusive")
         new = object.__new__(AsyncOpenAI)
@@ -208,12 +211,16 @@ class AsyncOpenAI:
         new.organization = organization if organization is not None else self.organization
         new.project = project if project is not None else self.project
         new.base_url = _normalise_base_url(base_url) if base_url is not None else self.base_url
-        new.default_headers = dict(set_default_headers) if set_default_headers is not None else {
-            **self.default_headers, **(default_headers or {})
-        }
-        new.default_query = dict(set_default_query) if set_default_query is not None else {
-            **self.default_query, **(default_query or {})
-        }
+        new.default_headers = (
+            dict(set_default_headers)
+            if set_default_headers is not None
+            else {**self.default_headers, **(default_headers or {})}
+        )
+        new.default_query = (
+            dict(set_default_query)
+            if set_default_query is not None
+            else {**self.default_query, **(default_query or {})}
+        )
         changes: dict[str, Any] = {}
         if _given(timeout):
             changes["timeout"] = coerce_timeout(timeout)  # type: ignore[arg-type]
@@ -263,7 +270,11 @@ class AsyncOpenAI:
 
     # --- requests (used by the resources) ------------------------------------------------------
     def _build_headers(self) -> dict[str, str]:
-        headers = {"accept": "application/json", "content-type": "application/json", "user-agent": _USER_AGENT}
+        headers = {
+            "accept": "application/json",
+            "content-type": "application/json",
+            "user-agent": _USER_AGENT,
+        }
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
         if self.organization:
@@ -294,7 +305,9 @@ class AsyncOpenAI:
                     headers.pop(k.lower(), None)
                 else:
                     headers[k.lower()] = v
-        content = None if body is None else json.dumps(body, default=_json_default, ensure_ascii=False).encode()
+        content = (
+            None if body is None else json.dumps(body, default=_json_default, ensure_ascii=False).encode()
+        )
         return Request(method, url, headers, content)
 
     def _settings_for(self, timeout: Any) -> Settings:
@@ -324,8 +337,13 @@ class AsyncOpenAI:
             body["stream"] = True
             if usage_option:
                 options = body.get("stream_options")
-                body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-            spec = CallSpec(self._request("POST", path, body, extra_headers, extra_query), "assemble", parse, assembler)
+                body["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                }
+            spec = CallSpec(
+                self._request("POST", path, body, extra_headers, extra_query), "assemble", parse, assembler
+            )
         else:
             body.pop("stream", None)
             spec = CallSpec(self._request("POST", path, body, extra_headers, extra_query), "json", parse)

@@ -25,7 +25,16 @@ import httpx
 import pydantic
 import sniffio
 
-from ._attempt import Attempt, Assembler, DeadlineReached, Request, Watch, open_stream, read_assembled, read_json
+from ._attempt import (
+    Assembler,
+    Attempt,
+    DeadlineReached,
+    Request,
+    Watch,
+    open_stream,
+    read_assembled,
+    read_json,
+)
 from ._config import RateLimit, RetryBudgetConfig, Settings
 from ._events import Event, EventHook, RetryScheduled, emit
 from ._exceptions import (
@@ -97,16 +106,23 @@ class Engine:
         self.ramp = Ramp(duration=ramp_up, clock=clock) if ramp_up > 0 else None
         self.breaker = Breaker(breaker, clock=clock) if breaker is not None else None
         self.budget = RetryBudget(
-            ratio=retry_budget.ratio, min_per_second=retry_budget.min_per_second, ttl=retry_budget.ttl, clock=clock
+            ratio=retry_budget.ratio,
+            min_per_second=retry_budget.min_per_second,
+            ttl=retry_budget.ttl,
+            clock=clock,
         )
         self.limiter = Limiter(
-            max_concurrency=max_concurrency, ramp=self.ramp, breaker=self.breaker, rate_limit=rate_limit, clock=clock
+            max_concurrency=max_concurrency,
+            ramp=self.ramp,
+            breaker=self.breaker,
+            rate_limit=rate_limit,
+            clock=clock,
         )
         self._transport_factory = transport_factory
         self._transport: Transport | None = None
         self.watches: dict[Watch, None] | None = {} if breaker is not None else None
         self.monitor: Any = None
-        if self.breaker is not None:
+        if breaker is not None and self.breaker is not None:
             from ._vllm._monitor import ServerMonitor
 
             self.breaker.add_listener(self._on_breaker_transition)
@@ -201,7 +217,9 @@ class Engine:
             waiting_for=_PHASES.get(state.phase),
         ) from state.last_error
 
-    async def _attempts(self, settings: Settings, spec: CallSpec, deadline_at: float, state: _CallState) -> Any:
+    async def _attempts(
+        self, settings: Settings, spec: CallSpec, deadline_at: float, state: _CallState
+    ) -> Any:
         clock = self.clock
         limiter = self.limiter
         counters = self.counters
@@ -326,7 +344,9 @@ class Engine:
             self.counters.budget_exhausted += 1
             logger.warning(
                 "not retrying %s: the retry budget is exhausted (%s: %s)",
-                spec.request.url, type(exc).__name__, exc,
+                spec.request.url,
+                type(exc).__name__,
+                exc,
             )
             raise exc
         delay = max(settings.backoff.delay(retry, None), wait_at_least)
@@ -342,7 +362,12 @@ class Engine:
         self.counters.retries += 1
         logger.info(
             "retrying %s in %.2fs (retry %d of %d): %s: %s",
-            spec.request.url, delay, retry, settings.max_retries, type(exc).__name__, exc,
+            spec.request.url,
+            delay,
+            retry,
+            settings.max_retries,
+            type(exc).__name__,
+            exc,
         )
         if self.hooks:
             emit(self.hooks, RetryScheduled(retry=retry, delay=delay, reason=type(exc).__name__, error=exc))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Protocol, TypeAlias, Union
 
 logger = logging.getLogger("resilient_llm")
 
@@ -51,7 +51,7 @@ class MetricsAvailability:
     detail: str
 
 
-Event = Union[RetryScheduled, BreakerTransition, OrphansAborted, MetricsAvailability]
+Event: TypeAlias = Union[RetryScheduled, BreakerTransition, OrphansAborted, MetricsAvailability]  # noqa: UP007 (3.10 runtime alias)
 
 
 class EventHook(Protocol):

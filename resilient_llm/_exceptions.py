@@ -198,13 +198,8 @@ class StallError(APITimeoutError):
     """The server sent nothing for ``silence`` seconds while an answer was expected."""
 
     def __init__(self, request: httpx.Request, *, silence: float, received_events: int) -> None:
-        super().__init__(
-            request,
-            message=(
-                f"No data from the server for {silence:g}s "
-                f"({'before the first token' if received_events == 0 else f'after {received_events} event(s)'})"
-            ),
-        )
+        where = "before the first token" if received_events == 0 else f"after {received_events} event(s)"
+        super().__init__(request, message=f"No data from the server for {silence:g}s ({where})")
         self.silence = silence
         self.received_events = received_events
 
@@ -263,9 +258,7 @@ class LengthFinishReasonError(OpenAIError):
 
     def __init__(self, *, completion: Any) -> None:
         usage = getattr(completion, "usage", None)
-        super().__init__(
-            f"Could not parse response content as the length limit was reached - {usage}"
-        )
+        super().__init__(f"Could not parse response content as the length limit was reached - {usage}")
         self.completion = completion
 
 

@@ -20,7 +20,9 @@ from aiohttp import web
 Handler = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
 
 
-def completion_body(content: str = "hello", *, finish_reason: str = "stop", model: str = "m") -> dict[str, Any]:
+def completion_body(
+    content: str = "hello", *, finish_reason: str = "stop", model: str = "m"
+) -> dict[str, Any]:
     return {
         "id": "chatcmpl-1",
         "object": "chat.completion",
@@ -38,7 +40,9 @@ def completion_body(content: str = "hello", *, finish_reason: str = "stop", mode
     }
 
 
-def chunk(content: str | None = None, *, finish_reason: str | None = None, role: bool = False) -> dict[str, Any]:
+def chunk(
+    content: str | None = None, *, finish_reason: str | None = None, role: bool = False
+) -> dict[str, Any]:
     delta: dict[str, Any] = {}
     if role:
         delta["role"] = "assistant"
@@ -76,7 +80,11 @@ async def sse(
             await asyncio.sleep(gap)
         await resp.write(b"data: " + json.dumps(chunk(tok)).encode() + b"\n\n")
     await resp.write(b"data: " + json.dumps(chunk(finish_reason="stop")).encode() + b"\n\n")
-    usage = {**chunk(), "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": len(tokens), "total_tokens": 3 + len(tokens)}}
+    usage = {
+        **chunk(),
+        "choices": [],
+        "usage": {"prompt_tokens": 3, "completion_tokens": len(tokens), "total_tokens": 3 + len(tokens)},
+    }
     await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\n")
     if done:
         await resp.write(b"data: [DONE]\n\n")
@@ -107,7 +115,15 @@ class StubServer:
         if request.can_read_body:
             raw = await request.read()
             body = json.loads(raw) if raw else None
-        self.requests.append({"path": request.path, "body": body, "headers": request.headers.copy(), "query": dict(request.query), "t": time.monotonic()})
+        self.requests.append(
+            {
+                "path": request.path,
+                "body": body,
+                "headers": request.headers.copy(),
+                "query": dict(request.query),
+                "t": time.monotonic(),
+            }
+        )
         try:
             return await self.handler(request, self.hits)
         except (asyncio.CancelledError, ConnectionResetError):

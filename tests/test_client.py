@@ -108,7 +108,9 @@ async def test_user_stream_yields_chunks_and_usage(anyio_backend: str) -> None:
 
 async def test_models_list_awaitable_and_iterable(anyio_backend: str) -> None:
     async def handler(request: web.Request, hits: int) -> web.StreamResponse:
-        return web.json_response({"object": "list", "data": [{"id": "m1", "object": "model", "created": 0, "owned_by": "vllm"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": "m1", "object": "model", "created": 0, "owned_by": "vllm"}]}
+        )
 
     with serve(handler) as server:
         async with client(server) as c:
@@ -120,7 +122,14 @@ async def test_models_list_awaitable_and_iterable(anyio_backend: str) -> None:
 async def test_400_raises_bad_request_after_exactly_one_request(anyio_backend: str) -> None:
     async def handler(request: web.Request, hits: int) -> web.StreamResponse:
         return web.json_response(
-            {"error": {"message": "max_tokens too big", "type": "BadRequestError", "param": "max_tokens", "code": 400}},
+            {
+                "error": {
+                    "message": "max_tokens too big",
+                    "type": "BadRequestError",
+                    "param": "max_tokens",
+                    "code": 400,
+                }
+            },
             status=400,
         )
 
@@ -137,7 +146,9 @@ async def test_400_raises_bad_request_after_exactly_one_request(anyio_backend: s
 
 async def test_404_is_not_retried() -> None:
     async def handler(request: web.Request, hits: int) -> web.StreamResponse:
-        return web.json_response({"error": {"message": "no model", "type": "NotFoundError", "code": 404}}, status=404)
+        return web.json_response(
+            {"error": {"message": "no model", "type": "NotFoundError", "code": 404}}, status=404
+        )
 
     with serve(handler) as server:
         async with client(server) as c:
@@ -163,7 +174,9 @@ async def test_retryable_statuses_are_retried(status: int) -> None:
 async def test_retry_after_is_honoured() -> None:
     async def handler(request: web.Request, hits: int) -> web.StreamResponse:
         if hits == 1:
-            return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "1"})
+            return web.json_response(
+                {"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "1"}
+            )
         return await stream_abc(request, hits)
 
     with serve(handler) as server:
@@ -175,7 +188,9 @@ async def test_retry_after_is_honoured() -> None:
 
 async def test_retry_after_past_the_deadline_fails_fast_with_the_cause() -> None:
     async def handler(request: web.Request, hits: int) -> web.StreamResponse:
-        return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "30"})
+        return web.json_response(
+            {"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "30"}
+        )
 
     with serve(handler) as server:
         async with client(server, deadline=2) as c:
@@ -189,7 +204,9 @@ async def test_retry_after_past_the_deadline_fails_fast_with_the_cause() -> None
 
 async def test_x_should_retry_false_stops_retries() -> None:
     async def handler(request: web.Request, hits: int) -> web.StreamResponse:
-        return web.json_response({"error": {"message": "no"}}, status=503, headers={"x-should-retry": "false"})
+        return web.json_response(
+            {"error": {"message": "no"}}, status=503, headers={"x-should-retry": "false"}
+        )
 
     with serve(handler) as server:
         async with client(server) as c:
@@ -219,8 +236,10 @@ async def test_stream_cut_before_done_is_retried() -> None:
         if hits == 1:
             resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
             await resp.prepare(request)
-            await resp.write(b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":'
-                             b'[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}\n\n')
+            await resp.write(
+                b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+                b'[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}\n\n'
+            )
             return resp
         return await stream_abc(request, hits)
 
@@ -234,9 +253,13 @@ async def test_error_chunk_mid_stream_raises_for_a_user_stream() -> None:
     async def handler(request: web.Request, hits: int) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        await resp.write(b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":'
-                         b'[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n')
-        await resp.write(b'data: {"error": {"message": "engine died", "type": "InternalServerError", "code": 500}}\n\n')
+        await resp.write(
+            b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+            b'[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+        )
+        await resp.write(
+            b'data: {"error": {"message": "engine died", "type": "InternalServerError", "code": 500}}\n\n'
+        )
         return resp
 
     with serve(handler) as server:
@@ -306,7 +329,11 @@ async def test_cancelling_slot_holders_lets_the_next_call_through_at_once(anyio_
         async with client(server, max_concurrency=3) as c:
             async with anyio.create_task_group() as tg:
                 for _ in range(3):
-                    tg.start_soon(lambda: c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hang"}]))
+                    tg.start_soon(
+                        lambda: c.chat.completions.create(
+                            model="m", messages=[{"role": "user", "content": "hang"}]
+                        )
+                    )
                 with anyio.fail_after(5):
                     while c.stats().in_flight < 3:
                         await anyio.sleep(0.01)
@@ -332,7 +359,11 @@ async def test_queued_calls_are_served_in_fifo_order() -> None:
         async with client(server, max_concurrency=1) as c:
             async with anyio.create_task_group() as tg:
                 for i in range(6):
-                    tg.start_soon(lambda i=i: c.chat.completions.create(model="m", messages=[{"role": "user", "content": str(i)}]))
+                    tg.start_soon(
+                        lambda i=i: c.chat.completions.create(
+                            model="m", messages=[{"role": "user", "content": str(i)}]
+                        )
+                    )
                     await anyio.sleep(0.005)
     assert order == sorted(order)
 
@@ -341,14 +372,25 @@ async def test_embeddings_and_completions() -> None:
     async def handler(request: web.Request, hits: int) -> web.StreamResponse:
         body = await request.json()
         if request.path.endswith("/embeddings"):
-            return web.json_response({"object": "list", "model": "e", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
-                                      "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+            return web.json_response(
+                {
+                    "object": "list",
+                    "model": "e",
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                }
+            )
         assert body["stream"] is True
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         for text, fin in (("foo", None), ("bar", "length")):
-            piece = {"id": "c", "object": "text_completion", "created": 1, "model": "m",
-                     "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": fin}]}
+            piece = {
+                "id": "c",
+                "object": "text_completion",
+                "created": 1,
+                "model": "m",
+                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": fin}],
+            }
             await resp.write(b"data: " + json.dumps(piece).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         return resp
@@ -362,8 +404,13 @@ async def test_embeddings_and_completions() -> None:
 
 
 async def test_connection_refused_is_a_connection_error_within_the_deadline() -> None:
-    c = AsyncOpenAI(base_url="http://127.0.0.1:9/v1", deadline=1.5, ramp_up=0, breaker=None,
-                    backoff=resilient_llm.Backoff(base=0.05, cap=0.1))
+    c = AsyncOpenAI(
+        base_url="http://127.0.0.1:9/v1",
+        deadline=1.5,
+        ramp_up=0,
+        breaker=None,
+        backoff=resilient_llm.Backoff(base=0.05, cap=0.1),
+    )
     start = time.monotonic()
     with pytest.raises(APIConnectionError):
         await c.chat.completions.create(model="m", messages=MSG)
@@ -374,9 +421,8 @@ async def test_connection_refused_is_a_connection_error_within_the_deadline() ->
 
 async def test_user_http_client_is_used() -> None:
     with serve(stream_abc) as server:
-        async with httpx.AsyncClient() as http:
-            async with client(server, http_client=http) as c:
-                r = await c.chat.completions.create(model="m", messages=MSG)
+        async with httpx.AsyncClient() as http, client(server, http_client=http) as c:
+            r = await c.chat.completions.create(model="m", messages=MSG)
     assert r.choices[0].message.content == "abc"
 
 

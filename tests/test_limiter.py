@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -40,14 +41,14 @@ async def _scenario(cap: int, tasks: list[Any]) -> tuple[Limiter, list[int], lis
     async def worker(i: int, arrive: int, hold: int, fate: Any) -> None:
         nonlocal peak
         for _ in range(arrive):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         requested.append(i)
         with anyio.CancelScope() as scope:
             if isinstance(fate, tuple):
 
                 async def canceller() -> None:
                     for _ in range(fate[1]):
-                        await anyio.sleep(0)
+                        await anyio.lowlevel.checkpoint()
                     scope.cancel()
 
                 tg.start_soon(canceller)
@@ -57,7 +58,7 @@ async def _scenario(cap: int, tasks: list[Any]) -> tuple[Limiter, list[int], lis
                 peak = max(peak, limiter.in_flight)
                 assert limiter.in_flight <= cap
                 for _ in range(hold):
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
                 if fate == "error":
                     raise ValueError("boom")
             except ValueError:
@@ -91,26 +92,29 @@ async def _queued_order(cap: int, arrivals: list[int], holds: list[int]) -> tupl
 
     async def worker(i: int) -> None:
         for _ in range(arrivals[i]):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         requested.append(i)
         await limiter.acquire()
         grants.append(i)
         for _ in range(holds[i]):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         limiter.release()
 
     async with anyio.create_task_group() as tg:
         for i in range(len(arrivals)):
             tg.start_soon(worker, i)
         for _ in range(8):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         for _ in range(cap):
             limiter.release()
     return requested, grants
 
 
 @settings(max_examples=80, deadline=None)
-@given(cap=st.integers(1, 3), data=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4)), min_size=1, max_size=10))
+@given(
+    cap=st.integers(1, 3),
+    data=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4)), min_size=1, max_size=10),
+)
 def test_queued_calls_are_granted_in_arrival_order(cap: int, data: list[tuple[int, int]]) -> None:
     requested, grants = anyio.run(_queued_order, cap, [a for a, _ in data], [h for _, h in data])
     assert grants == requested

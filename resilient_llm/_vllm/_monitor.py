@@ -26,6 +26,7 @@ from ._metrics import parse_metrics
 from ._orphans import OrphanDetector
 
 if TYPE_CHECKING:
+    from .._attempt import Watch
     from .._engine import Engine
 
 logger = logging.getLogger("resilient_llm.monitor")
@@ -36,7 +37,7 @@ class ServerMonitor:
         self._engine = engine
         self._config = config
         self.url = config.metrics_url or metrics_url
-        self._detector = OrphanDetector(grace=config.orphan_grace)
+        self._detector: OrphanDetector[Watch] = OrphanDetector(grace=config.orphan_grace)
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warned_backend = False
@@ -123,7 +124,10 @@ class ServerMonitor:
         else:
             logger.info("server metrics available again at %s", self.url)
         if self._engine.hooks and not (first and available):
-            emit(self._engine.hooks, MetricsAvailability(available=available, url=str(self.url), detail=self._detail))
+            emit(
+                self._engine.hooks,
+                MetricsAvailability(available=available, url=str(self.url), detail=self._detail),
+            )
 
     def _abort_orphans(self, load: ServerLoad) -> None:
         engine = self._engine
@@ -136,8 +140,14 @@ class ServerMonitor:
         for w in victims:
             w.abort_orphan(load.active, len(silent))
         logger.warning(
-            "server reports %d running+waiting request(s) while this client waits on %d: aborting %d orphan(s)",
-            load.active, len(silent), len(victims),
+            "server reports %d running+waiting request(s) while this client waits on %d: "
+            "aborting %d orphan(s)",
+            load.active,
+            len(silent),
+            len(victims),
         )
         if engine.hooks:
-            emit(engine.hooks, OrphansAborted(count=len(victims), server_active=load.active, client_waiting=len(silent)))
+            emit(
+                engine.hooks,
+                OrphansAborted(count=len(victims), server_active=load.active, client_waiting=len(silent)),
+            )

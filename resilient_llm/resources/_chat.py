@@ -7,13 +7,11 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel as PydanticModel
 
 from .._assemble import ChatAssembler
-
+from .._config import NOT_GIVEN
 from .._parsing import parse_chat_completion, type_to_response_format
 from .._streaming import AsyncStream
 from ..types import ChatCompletion, ChatCompletionChunk, ParsedChatCompletion
-from .._config import NOT_GIVEN
 from ._base import Body, Headers, Query, Resource, Timeout, body_of, is_given
-
 
 
 class AsyncCompletions(Resource):
@@ -71,7 +69,7 @@ class AsyncCompletions(Resource):
         body["model"] = model
         if extra_body:
             body.update(extra_body)
-        return await self._client._create(
+        result: Any = await self._client._create(
             "/chat/completions",
             body,
             stream=bool(stream) and is_given(stream),
@@ -82,6 +80,7 @@ class AsyncCompletions(Resource):
             extra_query=extra_query,
             timeout=timeout,
         )
+        return result  # type: ignore[no-any-return]
 
     async def parse(
         self,
@@ -99,7 +98,7 @@ class AsyncCompletions(Resource):
 
         Raises ``LengthFinishReasonError`` when the answer stopped at ``max_tokens``.
         """
-        if "stream" in params and params["stream"]:
+        if params.get("stream"):
             raise TypeError("parse() does not support stream=True; use create(stream=True)")
         params.pop("stream", None)
         if is_given(response_format):

@@ -32,7 +32,7 @@ class AsyncCompletions(Resource):
         body["prompt"] = prompt
         if extra_body:
             body.update(extra_body)
-        return await self._client._create(
+        result: Any = await self._client._create(
             "/completions",
             body,
             stream=bool(stream) and is_given(stream),
@@ -43,3 +43,4 @@ class AsyncCompletions(Resource):
             extra_query=extra_query,
             timeout=timeout,
         )
+        return result  # type: ignore[no-any-return]

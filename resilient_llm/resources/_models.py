@@ -59,8 +59,13 @@ class AsyncModels(Resource):
     ) -> AsyncPaginator:
         async def fetch() -> AsyncPage:
             page: AsyncPage = await self._client._json(
-                "GET", "/models", None, parse=AsyncPage,
-                extra_headers=extra_headers, extra_query=extra_query, timeout=timeout,
+                "GET",
+                "/models",
+                None,
+                parse=AsyncPage,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                timeout=timeout,
             )
             return page
 
@@ -77,7 +82,12 @@ class AsyncModels(Resource):
         if not model:
             raise ValueError(f"Expected a non-empty value for `model` but received {model!r}")
         result: Model = await self._client._json(
-            "GET", f"/models/{quote(model, safe='')}", None, parse=Model.model_validate,
-            extra_headers=extra_headers, extra_query=extra_query, timeout=timeout,
+            "GET",
+            f"/models/{quote(model, safe='')}",
+            None,
+            parse=Model.model_validate,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            timeout=timeout,
         )
         return result

@@ -61,7 +61,7 @@ class AsyncResponses(Resource):
         **params: Any,
     ) -> Response | AsyncStream[ResponseStreamEvent]:
         body = body_of(params, extra_body)
-        return await self._client._create(
+        result: Any = await self._client._create(
             "/responses",
             body,
             stream=bool(stream) and is_given(stream),
@@ -73,6 +73,7 @@ class AsyncResponses(Resource):
             timeout=timeout,
             usage_option=False,
         )
+        return result  # type: ignore[no-any-return]
 
     async def parse(
         self,
@@ -91,7 +92,11 @@ class AsyncResponses(Resource):
             text["format"] = text_format_to_param(text_format)
             params["text"] = text
         response = await self.create(
-            extra_headers=extra_headers, extra_query=extra_query, extra_body=extra_body, timeout=timeout, **params
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            **params,
         )
         assert isinstance(response, Response)
         return parse_response(response, text_format if is_given(text_format) else None)

@@ -11,6 +11,7 @@ from resilient_llm.testing._config import (
 )
 from resilient_llm.testing._server import VLLMSimulator
 from resilient_llm.testing._stats import QueueSample, SimulatorStats
+from resilient_llm.testing._thread import SimulatorThread
 
 __all__ = [
     "FAULT_KINDS",
@@ -19,6 +20,7 @@ __all__ = [
     "QueueSample",
     "SimulatorConfig",
     "SimulatorStats",
+    "SimulatorThread",
     "VLLMSimulator",
     "parse_faults",
 ]

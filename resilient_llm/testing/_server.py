@@ -171,7 +171,7 @@ class VLLMSimulator:
         self._up.clear()
         self._drop_connections()
         core.reset()
-        logger.warning("simulated vLLM restarting: down for %.3fs", down)
+        logger.info("simulated vLLM restarting: down for %.3fs", down)
         if self._comeback is not None:
             self._comeback.cancel()
         self._comeback = asyncio.create_task(self._come_back(down))
@@ -179,7 +179,7 @@ class VLLMSimulator:
     async def _come_back(self, down: float) -> None:
         await asyncio.sleep(down)
         await self._bind()
-        logger.warning("simulated vLLM back on %s", self.base_url)
+        logger.info("simulated vLLM back on %s", self.base_url)
 
     def _restart_soon(self, down_for: float) -> None:
         task = asyncio.get_running_loop().create_task(self.restart(down_for))

@@ -20,6 +20,7 @@ from ._chat import (
 from ._chunk import (
     ChatCompletionChunk,
     ChoiceDelta,
+    ChoiceDeltaAudio,
     ChoiceDeltaFunctionCall,
     ChoiceDeltaToolCall,
     ChoiceDeltaToolCallFunction,
@@ -69,6 +70,7 @@ __all__ = [
     "ChatCompletionTokenLogprob",
     "Choice",
     "ChoiceDelta",
+    "ChoiceDeltaAudio",
     "ChoiceDeltaFunctionCall",
     "ChoiceDeltaToolCall",
     "ChoiceDeltaToolCallFunction",

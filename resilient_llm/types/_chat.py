@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from ._base import BaseModel, ReasoningModel
@@ -110,6 +112,8 @@ class ChatCompletion(BaseModel):
     created: int
     model: str
     object: str = "chat.completion"
+    metadata: dict[str, str] | None = None
+    moderation: Any = None
     service_tier: str | None = None
     system_fingerprint: str | None = None
     usage: CompletionUsage | None = None

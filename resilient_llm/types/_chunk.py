@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._base import BaseModel, ReasoningModel
 from ._chat import ChoiceLogprobs
 from ._usage import CompletionUsage
@@ -9,11 +11,19 @@ from ._usage import CompletionUsage
 __all__ = [
     "ChatCompletionChunk",
     "ChoiceDelta",
+    "ChoiceDeltaAudio",
     "ChoiceDeltaFunctionCall",
     "ChoiceDeltaToolCall",
     "ChoiceDeltaToolCallFunction",
     "ChunkChoice",
 ]
+
+
+class ChoiceDeltaAudio(BaseModel):
+    id: str | None = None
+    data: str | None = None
+    expires_at: int | None = None
+    transcript: str | None = None
 
 
 class ChoiceDeltaFunctionCall(BaseModel):
@@ -38,6 +48,7 @@ class ChoiceDeltaToolCall(BaseModel):
 class ChoiceDelta(ReasoningModel):
     """What one event adds to an answer. ``reasoning`` / ``reasoning_content`` read vLLM's reasoning text."""
 
+    audio: ChoiceDeltaAudio | None = None
     content: str | None = None
     function_call: ChoiceDeltaFunctionCall | None = None
     refusal: str | None = None
@@ -62,6 +73,8 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     object: str = "chat.completion.chunk"
+    moderation: Any = None
+    obfuscation: str | None = None
     service_tier: str | None = None
     system_fingerprint: str | None = None
     usage: CompletionUsage | None = None

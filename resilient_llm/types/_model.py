@@ -14,3 +14,4 @@ class Model(BaseModel):
     created: int
     owned_by: str
     object: str = "model"
+    shutdown_date: str | None = None

@@ -88,6 +88,9 @@ class ResponseFunctionToolCall(BaseModel):
     call_id: str
     name: str
     id: str | None = None
+    async_: bool | None = Field(default=None, alias="async")
+    caller: Any = None
+    namespace: str | None = None
     status: str | None = None
     type: Literal["function_call"] = "function_call"
 
@@ -171,14 +174,33 @@ class Response(BaseModel):
     parallel_tool_calls: bool | None = None
     temperature: float | None = None
     top_p: float | None = None
+    top_logprobs: int | None = None
     tool_choice: Any = None
     tools: list[Any] | None = None
     max_output_tokens: int | None = None
+    max_tool_calls: int | None = None
     previous_response_id: str | None = None
     reasoning: Any = None
     text: Any = None
+    truncation: str | None = None
+    service_tier: str | None = None
+    background: bool | None = None
+    completed_at: float | None = None
+    conversation: Any = None
+    prompt: Any = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    safety_identifier: str | None = None
     usage: ResponseUsage | None = None
     user: str | None = None
+    # Less common fields openai-python declares, kept untyped.
+    access_programs: Any = None
+    image: Any = None
+    input_transformations: Any = None
+    moderation: Any = None
+    prompt_cache_diagnostics: Any = None
+    prompt_cache_options: Any = None
+    tool_usage: Any = None
 
     @property
     def output_text(self) -> str:
