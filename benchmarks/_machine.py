@@ -1,0 +1,79 @@
+"""What a benchmark ran on: command line, CPU, Python and the versions of the packages compared."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("resilient-llm", "openai", "httpx", "httpx2", "httpx-aiohttp", "aiohttp", "anyio")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, or ``platform.processor()`` elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def machine_info() -> dict[str, object]:
+    return {
+        "nproc": len(usable_cpus()),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+    }
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command as it was typed, relative to the repository root when it can be."""
+    args = list(sys.argv if argv is None else argv)
+    if args:
+        script = Path(args[0]).resolve()
+        if script.is_relative_to(REPO_ROOT):
+            args[0] = str(script.relative_to(REPO_ROOT))
+    return shlex.join(["python", *args])
+
+
+def describe(info: dict[str, object], command: str) -> str:
+    """A few lines for the top of a benchmark's output."""
+    packages = info["packages"]
+    assert isinstance(packages, dict)
+    versions = ", ".join(f"{name} {version}" for name, version in packages.items())
+    return "\n".join(
+        [
+            f"command: {command}",
+            f"machine: {info['nproc']} CPUs ({info['cpu_model']}), {info['implementation']} {info['python']}",
+            f"packages: {versions}",
+        ]
+    )
