@@ -196,7 +196,7 @@ async def read_assembled(att: Attempt, assembler: Assembler) -> dict[str, Any]:
             if "text/event-stream" not in raw.headers.get("content-type", ""):
                 return _decode_json(att, raw, await raw.read())  # the server ignored stream=true
             done = False
-            reader = EventReader(raw.readline)
+            reader = EventReader(raw.read_some)
             while (item := await reader.next()) is not None:
                 data = item[1]
                 att.events += 1
@@ -266,7 +266,7 @@ async def open_stream(att: Attempt) -> OpenedStream:
             if "text/event-stream" not in raw.headers.get("content-type", ""):
                 body = _decode_json(att, raw, await raw.read())
                 return OpenedStream(raw, None, None, json_body=body)
-            events = EventReader(raw.readline)
+            events = EventReader(raw.read_some)
             first = await events.next()
             if first is None:
                 raise APIConnectionError(

@@ -38,9 +38,9 @@ class AiohttpResponse:
             self._resp.close()
             raise _broken_body(self._resp, exc) from exc
 
-    async def readline(self) -> bytes:
+    async def read_some(self) -> bytes:
         try:
-            return await self._resp.content.readline()
+            return await self._resp.content.readany()
         except (aiohttp.ClientError, OSError) as exc:
             self._resp.close()
             raise _broken_body(self._resp, exc) from exc

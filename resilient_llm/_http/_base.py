@@ -37,8 +37,8 @@ class RawResponse(Protocol):
 
     async def read(self) -> bytes: ...
 
-    async def readline(self) -> bytes:
-        """The next line of the body with its line ending, as it arrives; ``b""`` at the end."""
+    async def read_some(self) -> bytes:
+        """Whatever part of the body has arrived (waiting for at least one byte); ``b""`` at the end."""
         ...
 
     def close(self) -> None:

@@ -11,11 +11,10 @@ from ._base import describe_request
 
 
 class HttpxResponse:
-    __slots__ = ("_buffer", "_chunks", "_resp")
+    __slots__ = ("_chunks", "_resp")
 
     def __init__(self, resp: httpx.Response) -> None:
         self._resp = resp
-        self._buffer = b""
         self._chunks: AsyncIterator[bytes] | None = None
 
     @property
@@ -34,24 +33,15 @@ class HttpxResponse:
         finally:
             await self._resp.aclose()
 
-    async def readline(self) -> bytes:
-        buffer = self._buffer
-        while b"\n" not in buffer:
-            if self._chunks is None:
-                self._chunks = self._resp.stream.__aiter__()  # type: ignore[union-attr]
-            try:
-                piece = await self._chunks.__anext__()
-            except StopAsyncIteration:
-                self._buffer = b""
-                return buffer
-            except httpx.TransportError as exc:
-                raise _broken_body(self._resp, exc) from exc
-            buffer += piece
-        line, _, self._buffer = buffer.partition(b"\n")
-        return line + b"\n"
-
-    def close(self) -> None:
-        """httpx can only close a streamed response asynchronously; callers use :meth:`aclose`."""
+    async def read_some(self) -> bytes:
+        if self._chunks is None:
+            self._chunks = self._resp.aiter_raw()
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return b""
+        except httpx.TransportError as exc:
+            raise _broken_body(self._resp, exc) from exc
 
     async def aclose(self) -> None:
         chunks, self._chunks = self._chunks, None
