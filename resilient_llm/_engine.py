@@ -35,6 +35,7 @@ from ._attempt import (
     read_assembled,
     read_json,
 )
+from ._clock import now
 from ._config import RateLimit, RetryBudgetConfig, Settings
 from ._events import Event, EventHook, RetryScheduled, emit
 from ._exceptions import (
@@ -98,7 +99,7 @@ class Engine:
         metrics_url: str | None,
         transport_factory: Callable[[], Transport],
         hooks: tuple[EventHook, ...] = (),
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = now,
     ) -> None:
         self.clock = clock
         self.hooks = hooks
