@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", choices=SERVER_KINDS, default="stub", help="which instant server to run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64, 256], help="concurrency levels")
     parser.add_argument(
-        "--requests", type=int, default=3000, help="measured requests per client and level, over all rounds"
+        "--requests", type=int, default=2500, help="measured requests per client and level, over all rounds"
     )
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds per client and level")
     parser.add_argument("--warmup", type=int, default=300, help="warm-up requests per client and level")
