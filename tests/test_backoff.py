@@ -53,6 +53,12 @@ def test_delay_table(jitter: Any, attempt: int, prev: float | None, rand: float,
     assert Backoff(jitter=jitter).delay(attempt, prev, fixed(rand)) == pytest.approx(expected)
 
 
+def test_tiny_base_still_reaches_the_cap_exactly() -> None:
+    backoff = Backoff(base=5e-324, cap=1.0, jitter="none")  # 2 ** -1074
+    assert backoff.delay(1074, None) == 0.5
+    assert backoff.delay(1075, None) == 1.0
+
+
 def test_openai_like_defaults() -> None:
     backoff = Backoff()
     assert (backoff.base, backoff.cap, backoff.jitter) == (0.5, 8.0, "full")

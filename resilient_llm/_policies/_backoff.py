@@ -28,8 +28,8 @@ Jitter = Literal["full", "decorrelated", "equal", "none"]
 DEFAULT_BASE: Final = 0.5
 DEFAULT_CAP: Final = 8.0
 
-#: 2.0 ** 1023 is the largest finite power of two; past it the ceiling is ``cap`` anyway.
-_MAX_DOUBLINGS: Final = 1023
+#: Enough doublings to take the smallest positive float past the largest: the ceiling is ``cap`` by then.
+_MAX_DOUBLINGS: Final = 2200
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -54,7 +54,11 @@ class Backoff:
     def ceiling(self, attempt: int) -> float:
         """``min(cap, base * 2 ** (attempt - 1))`` in seconds, without overflow for any ``attempt >= 1``."""
         _check_attempt(attempt)
-        return min(self.cap, self.base * 2.0 ** min(attempt - 1, _MAX_DOUBLINGS))
+        try:
+            exponential = math.ldexp(self.base, min(attempt - 1, _MAX_DOUBLINGS))  # exact
+        except OverflowError:
+            return self.cap
+        return min(self.cap, exponential)
 
     def delay(self, attempt: int, prev: float | None, rand: Callable[[], float] = random.random) -> float:
         """Seconds to sleep before retry number ``attempt`` (1 = the first retry).
