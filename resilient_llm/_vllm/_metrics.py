@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -36,6 +37,7 @@ __all__ = [
     "NO_ENGINE_LABEL",
     "RUNNING_METRIC",
     "WAITING_METRIC",
+    "combine_engines",
     "metrics_url",
     "parse_metrics",
     "parse_metrics_by_engine",
@@ -97,15 +99,18 @@ def parse_metrics(text: str, *, scraped_at: float) -> ServerLoad | None:
     that report it (see the module docstring), ``None`` when none does.
     """
     per_engine = parse_metrics_by_engine(text, scraped_at=scraped_at)
-    if per_engine is None:
-        return None
+    return None if per_engine is None else combine_engines(per_engine, scraped_at=scraped_at)
+
+
+def combine_engines(per_engine: Mapping[str, ServerLoad], *, scraped_at: float) -> ServerLoad:
+    """One server-wide load: running and waiting summed, KV usage the mean of the engines reporting it."""
     loads = per_engine.values()
     kv = [load.kv_cache_usage for load in loads if load.kv_cache_usage is not None]
     return ServerLoad(
         running=sum(load.running for load in loads),
         waiting=sum(load.waiting for load in loads),
         kv_cache_usage=math.fsum(kv) / len(kv) if kv else None,
-        engines=len(per_engine),
+        engines=sum(load.engines for load in loads),
         scraped_at=scraped_at,
     )
 

@@ -1,0 +1,391 @@
+"""``resilient-llm probe URL``: is this vLLM server up, what does it serve, how loaded is it.
+
+One pass asks ``/health``, ``/version``, ``/v1/models`` and ``/metrics`` (each with a short timeout, so an
+unreachable or wedged server cannot hang the probe) and prints what it found; ``--watch`` repeats it in
+a live table until Ctrl-C. The exit status is meant for scripts and readiness checks (see ``EPILOG``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from resilient_llm._exceptions import ConfigError
+from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._vllm._metrics import (
+    NO_ENGINE_LABEL,
+    combine_engines,
+    parse_metrics_by_engine,
+    server_root_url,
+)
+
+__all__ = ["ProbeReport", "add_parser", "probe", "run"]
+
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_WATCH_INTERVAL = 2.0
+# Saturation thresholds of llm-d's saturation detector: a queue of 5 or a KV cache 80 % full.
+DEFAULT_MAX_WAITING = 5
+DEFAULT_MAX_KV = 0.8
+
+EXIT_HEALTHY, EXIT_DOWN, EXIT_SATURATED = 0, 1, 2
+
+EPILOG = f"""\
+exit status:
+  {EXIT_HEALTHY}  healthy: /health answered 200 and the server is not saturated
+  {EXIT_DOWN}  down: connection refused or timed out, or /health did not answer 200
+  {EXIT_SATURATED}  saturated: healthy, but waiting >= --max-waiting or KV cache usage >= --max-kv
+     (summed over engines; KV is the mean over engines). Usage errors also exit 2, before any probe.
+With --watch the status is that of the last probe before Ctrl-C.
+
+examples:
+  resilient-llm probe http://127.0.0.1:8000/v1
+  resilient-llm probe http://gpu-1:8000 --watch 1 --max-waiting 16
+  resilient-llm probe http://127.0.0.1:8000/v1 --json | jq .total
+"""
+
+Status = Literal["healthy", "down", "saturated"]
+
+# Swapped out by tests; the watch loop's only sleep.
+_sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeReport:
+    """What one probe found. ``engines``/``total`` are ``None`` when ``/metrics`` gave no vLLM load."""
+
+    url: str
+    status: Status
+    reasons: tuple[str, ...] = ()
+    health: int | None = None
+    version: str | None = None
+    models: tuple[str, ...] = ()
+    engines: Mapping[str, ServerLoad] | None = None
+    total: ServerLoad | None = None
+    errors: Mapping[str, str] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return {"healthy": EXIT_HEALTHY, "down": EXIT_DOWN, "saturated": EXIT_SATURATED}[self.status]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "reasons": list(self.reasons),
+            "health": self.health,
+            "version": self.version,
+            "models": list(self.models),
+            "engines": None
+            if self.engines is None
+            else {engine: _load_json(load) for engine, load in self.engines.items()},
+            "total": None
+            if self.total is None
+            else {**_load_json(self.total), "engines": self.total.engines},
+            "errors": dict(self.errors),
+            "elapsed": round(self.elapsed, 4),
+        }
+
+
+def probe(
+    base_url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_waiting: int = DEFAULT_MAX_WAITING,
+    max_kv: float = DEFAULT_MAX_KV,
+    client: httpx.Client | None = None,
+) -> ProbeReport:
+    """Probe the server behind ``base_url`` (with or without ``/v1``) once. Never raises for I/O errors.
+
+    ``client`` (tests pass one with a ``MockTransport``) is used as is; otherwise one is made with
+    ``timeout`` seconds for connect, read, write and pool each.
+    """
+    root = server_root_url(base_url)
+    started = time.perf_counter()
+    own = client is None
+    http = client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+    errors: dict[str, str] = {}
+    try:
+        health = _get(http, f"{root}/health", "health", errors)
+        if health is None:
+            return ProbeReport(
+                url=base_url,
+                status="down",
+                reasons=(errors["health"],),
+                errors=errors,
+                elapsed=_since(started),
+            )
+        version = _version(_get(http, f"{root}/version", "version", errors), errors)
+        models = _models(_get(http, f"{root}/v1/models", "models", errors), errors)
+        metrics = _get(http, f"{root}/metrics", "metrics", errors)
+    finally:
+        if own:
+            http.close()
+
+    engines = total = None
+    if metrics is not None and metrics.status_code == 200:
+        engines = parse_metrics_by_engine(metrics.text, scraped_at=0.0)
+        if engines is None:
+            errors["metrics"] = "no vLLM request gauges in /metrics"
+        else:
+            total = combine_engines(engines, scraped_at=0.0)
+    elif metrics is not None:
+        errors["metrics"] = f"HTTP {metrics.status_code}"
+
+    reasons: list[str] = []
+    status: Status = "healthy"
+    if health.status_code != 200:
+        status = "down"
+        reasons.append(f"/health answered {health.status_code}")
+    elif total is not None:
+        if total.waiting >= max_waiting:
+            reasons.append(f"waiting {total.waiting} >= {max_waiting}")
+        if total.kv_cache_usage is not None and total.kv_cache_usage >= max_kv:
+            reasons.append(f"KV cache {total.kv_cache_usage:.1%} >= {max_kv:.0%}")
+        if reasons:
+            status = "saturated"
+    return ProbeReport(
+        url=base_url,
+        status=status,
+        reasons=tuple(reasons),
+        health=health.status_code,
+        version=version,
+        models=models,
+        engines=engines,
+        total=total,
+        errors=errors,
+        elapsed=_since(started),
+    )
+
+
+def _get(http: httpx.Client, url: str, what: str, errors: dict[str, str]) -> httpx.Response | None:
+    try:
+        return http.get(url)
+    except httpx.TimeoutException as exc:
+        errors[what] = f"timed out ({type(exc).__name__})"
+    except httpx.ConnectError as exc:
+        errors[what] = f"cannot connect: {exc}" if str(exc) else "cannot connect"
+    except httpx.HTTPError as exc:
+        errors[what] = f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _version(response: httpx.Response | None, errors: dict[str, str]) -> str | None:
+    if response is None:
+        return None
+    try:
+        version = response.json()["version"] if response.status_code == 200 else None
+    except (ValueError, KeyError, TypeError):
+        version = None
+    if version is None:
+        errors.setdefault("version", f"HTTP {response.status_code}, no version")
+        return None
+    return str(version)
+
+
+def _models(response: httpx.Response | None, errors: dict[str, str]) -> tuple[str, ...]:
+    if response is None:
+        return ()
+    try:
+        data = response.json()["data"] if response.status_code == 200 else None
+        models = tuple(_model_label(card) for card in data) if isinstance(data, list) else None
+    except (ValueError, KeyError, TypeError):
+        models = None
+    if models is None:
+        errors.setdefault("models", f"HTTP {response.status_code}, no model list")
+        return ()
+    return models
+
+
+def _model_label(card: Any) -> str:
+    name = str(card["id"])
+    max_len = card.get("max_model_len") if isinstance(card, dict) else None
+    return f"{name} (max_model_len {max_len})" if max_len else name
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+def _load_json(load: ServerLoad) -> dict[str, Any]:
+    return {"running": load.running, "waiting": load.waiting, "kv_cache_usage": load.kv_cache_usage}
+
+
+# --- rendering ---------------------------------------------------------------------------------------
+
+_STYLE = {"healthy": "bold green", "down": "bold red", "saturated": "bold yellow"}
+
+
+def render(report: ProbeReport) -> RenderableType:
+    """The report as rich renderables: a summary grid and, when there is load data, a table per engine."""
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    verdict = Text(f"{report.status.upper()} (exit {report.exit_code})", style=_STYLE[report.status])
+    if report.reasons:
+        verdict.append(": " + "; ".join(report.reasons), style="")
+    head.add_row("server", report.url)
+    head.add_row("status", verdict)
+    head.add_row("health", "-" if report.health is None else str(report.health))
+    head.add_row("version", report.version or "-")
+    head.add_row("models", ", ".join(report.models) or "-")
+    for what, error in report.errors.items():
+        if error not in report.reasons:
+            head.add_row(f"{what} error", Text(error, style="red"))
+    head.add_row("probe took", f"{report.elapsed * 1000:.0f} ms")
+    if report.engines is None or report.total is None:
+        return head
+    table = Table(title="load (from /metrics)", title_justify="left")
+    table.add_column("engine")
+    table.add_column("running", justify="right")
+    table.add_column("waiting", justify="right")
+    table.add_column("KV cache", justify="right")
+    for engine, load in report.engines.items():
+        table.add_row(engine if engine != NO_ENGINE_LABEL else "-", *_load_cells(load))
+    table.add_row(Text(f"total ({report.total.engines})", style="bold"), *_load_cells(report.total))
+    return Group(head, table)
+
+
+def _load_cells(load: ServerLoad) -> tuple[str, str, str]:
+    kv = "-" if load.kv_cache_usage is None else f"{load.kv_cache_usage:.1%}"
+    return str(load.running), str(load.waiting), kv
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "probe",
+        help="check a vLLM server: health, version, models, queue depth and KV cache per engine",
+        description=(
+            "Probe a vLLM (or other OpenAI-compatible) server: /health, /version, /v1/models and the "
+            "running/waiting/KV-cache gauges of /metrics, per engine and summed."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "url", metavar="URL", type=_url, help="base URL, e.g. http://127.0.0.1:8000/v1 (/v1 optional)"
+    )
+    parser.add_argument(
+        "--watch",
+        nargs="?",
+        const=DEFAULT_WATCH_INTERVAL,
+        type=_positive("--watch"),
+        metavar="SECONDS",
+        help=f"probe again every SECONDS (default {DEFAULT_WATCH_INTERVAL:g}) in a live table until Ctrl-C",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive("--timeout"),
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds for each connect and each read (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--max-waiting",
+        type=_count,
+        default=DEFAULT_MAX_WAITING,
+        metavar="N",
+        help=f"saturated when this many requests wait (default {DEFAULT_MAX_WAITING})",
+    )
+    parser.add_argument(
+        "--max-kv",
+        type=_fraction,
+        default=DEFAULT_MAX_KV,
+        metavar="F",
+        help=f"saturated when KV cache usage reaches F, 0 < F <= 1 (default {DEFAULT_MAX_KV:g})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (one object per probe, one line each with --watch)"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
+    """Run ``probe`` with parsed ``args``; the exit status as documented in ``EPILOG``."""
+    out = console or Console()
+    options = {"timeout": args.timeout, "max_waiting": args.max_waiting, "max_kv": args.max_kv}
+    if args.watch is None:
+        report = probe(args.url, **options)
+        _emit(out, report, as_json=args.json)
+        return report.exit_code
+
+    code = EXIT_DOWN
+    try:
+        if args.json:
+            while True:
+                report = probe(args.url, **options)
+                code = report.exit_code
+                _emit(out, report, as_json=True)
+                _sleep(args.watch)
+        with Live(console=out, auto_refresh=False) as live:
+            while True:
+                report = probe(args.url, **options)
+                code = report.exit_code
+                live.update(render(report), refresh=True)
+                _sleep(args.watch)
+    except KeyboardInterrupt:
+        pass
+    return code
+
+
+def _emit(out: Console, report: ProbeReport, *, as_json: bool) -> None:
+    if as_json:
+        out.print(json.dumps(report.as_json()), markup=False, highlight=False, soft_wrap=True)
+    else:
+        out.print(render(report))
+
+
+def _url(value: str) -> str:
+    try:
+        server_root_url(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _positive(flag: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive number of seconds, got {value!r}")
+        return number
+
+    return parse
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"--max-waiting must be a whole number >= 1, got {value!r}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (0 < number <= 1):
+        raise argparse.ArgumentTypeError(f"--max-kv must be a fraction with 0 < F <= 1, got {value!r}")
+    return number
