@@ -271,8 +271,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "probe",
         help="check a vLLM server: health, version, models, queue depth and KV cache per engine",
         description=(
-            "Probe a vLLM (or other OpenAI-compatible) server: /health, /version, /v1/models and the "
-            "running/waiting/KV-cache gauges of /metrics, per engine and summed."
+            "Probe a vLLM (or other OpenAI-compatible) server: /health, /version, /v1/models and\n"
+            "the running/waiting/KV-cache gauges of /metrics, per engine and summed."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
