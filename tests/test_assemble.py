@@ -209,6 +209,40 @@ def test_paired_chat_fixtures_read_the_same(stream: str, nonstream: str) -> None
     assert chat_view(assemble_chat(sse_chunks(stream))) == chat_view(load(nonstream))
 
 
+# Real vLLM 0.32 answers to the same request streamed and not (greedy or seeded, so the same text);
+# two requests, so their ids and timestamps differ.
+REAL_PAIRS = [
+    ("stream_vllm032_chat_logprobs.sse", "types_vllm032_chat_logprobs.json"),
+    ("stream_vllm032_chat_n2.sse", "types_vllm032_chat_n2.json"),
+    ("stream_vllm032_chat_token_ids.sse", "types_vllm032_chat_token_ids.json"),
+]
+
+
+def without_identity(view: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in view.items() if key not in ("id", "created")}
+
+
+@pytest.mark.parametrize(("stream", "nonstream"), REAL_PAIRS)
+def test_real_vllm_pairs_read_the_same(stream: str, nonstream: str) -> None:
+    assembled = chat_view(assemble_chat(sse_chunks(stream)))
+    assert without_identity(assembled) == without_identity(chat_view(load(nonstream)))
+
+
+def test_real_vllm_token_ids_concatenate() -> None:
+    assembled = assemble_chat(sse_chunks("stream_vllm032_chat_token_ids.sse"))
+    real = load("types_vllm032_chat_token_ids.json")
+    assert assembled["choices"][0]["token_ids"] == real["choices"][0]["token_ids"]
+    assert len(real["choices"][0]["token_ids"]) == real["usage"]["completion_tokens"]
+    assert assembled["prompt_token_ids"] == real["prompt_token_ids"]
+
+
+def test_real_vllm_completion_pair_reads_the_same() -> None:
+    assembled = completion_view(assemble_completion(sse_chunks("stream_vllm032_completion.sse")))
+    real = completion_view(load("types_vllm032_completion.json"))
+    assert without_identity(assembled) == without_identity(real)
+    assert assembled["choices"][0]["logprobs"]["text_offset"] == real["choices"][0]["logprobs"]["text_offset"]
+
+
 def test_paired_completion_fixture_reads_the_same() -> None:
     assembled = assemble_completion(sse_chunks("stream_completion.sse"))
     assert completion_view(assembled) == completion_view(load("types_completion.json"))

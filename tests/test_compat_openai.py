@@ -197,6 +197,18 @@ CHAT_CASES = [
         ],
     ),
     ("types_chat_refusal.json", CHAT_PATHS),
+    ("types_vllm032_chat_logprobs.json", [*CHAT_PATHS, *VLLM_PATHS, *LOGPROB_PATHS]),
+    (
+        "types_vllm032_chat_n2.json",
+        [
+            *CHAT_PATHS,
+            *VLLM_PATHS,
+            "choices[1].message.content",
+            "choices[1].finish_reason",
+            "choices[1].stop_reason",
+        ],
+    ),
+    ("types_vllm032_chat_token_ids.json", [*CHAT_PATHS, *VLLM_PATHS, "choices[0].token_ids[7]"]),
 ]
 
 
@@ -211,8 +223,9 @@ def test_chat_completion_reads_like_openai(fixture: str, paths: list[str]) -> No
     assert ours.to_dict() == theirs.to_dict()
 
 
-def test_completion_reads_like_openai() -> None:
-    body = load("types_completion.json")
+@pytest.mark.parametrize("fixture", ["types_completion.json", "types_vllm032_completion.json"])
+def test_completion_reads_like_openai(fixture: str) -> None:
+    body = load(fixture)
     theirs = Server(body).client().completions.create(model="m", prompt="Once")
     ours = Completion.model_validate(body)
     paths = [
@@ -249,8 +262,9 @@ def test_embeddings_read_like_openai() -> None:
     assert_same_at(ours, theirs, paths)
 
 
-def test_models_list_reads_like_openai() -> None:
-    body = load("types_models.json")
+@pytest.mark.parametrize("fixture", ["types_models.json", "types_vllm032_models.json"])
+def test_models_list_reads_like_openai(fixture: str) -> None:
+    body = load(fixture)
     theirs = list(Server(body).client().models.list())
     ours = [Model.model_validate(m) for m in body["data"]]
     paths = [
@@ -260,29 +274,48 @@ def test_models_list_reads_like_openai() -> None:
     assert_same_at(ours, theirs, paths)
 
 
+RESPONSE_PATHS = [
+    "id",
+    "object",
+    "created_at",
+    "model",
+    "status",
+    "output_text",
+    "incomplete_details",
+    "error",
+    "temperature",
+    "top_p",
+    "max_output_tokens",
+    "parallel_tool_calls",
+    "tool_choice",
+    "usage.input_tokens",
+    "usage.output_tokens",
+    "usage.total_tokens",
+    "usage.input_tokens_details.cached_tokens",
+    "usage.output_tokens_details.reasoning_tokens",
+]
+
+
+def test_real_vllm_response_reads_like_openai() -> None:
+    body = load("types_vllm032_response.json")
+    theirs = Server(body).client().responses.create(model="m", input="Say hello.")
+    ours = Response.model_validate(body)
+    paths = [*RESPONSE_PATHS, "incomplete_details.reason", "truncation", "service_tier", "background"]
+    paths += [f"output[0].{leaf}" for leaf in ("type", "id", "role", "status", "phase", "content[0].text")]
+    paths += [
+        "usage.input_tokens_details.cache_write_tokens",
+        "usage.output_tokens_details.tool_output_tokens",
+    ]
+    assert_same_at(ours, theirs, paths)
+    assert ours.output_text.startswith("Hello there")
+
+
 def test_response_reads_like_openai() -> None:
     body = load("types_response.json")
     theirs = Server(body).client().responses.create(model="m", input="What is 2+2?")
     ours = Response.model_validate(body)
     paths = [
-        "id",
-        "object",
-        "created_at",
-        "model",
-        "status",
-        "output_text",
-        "incomplete_details",
-        "error",
-        "temperature",
-        "top_p",
-        "max_output_tokens",
-        "parallel_tool_calls",
-        "tool_choice",
-        "usage.input_tokens",
-        "usage.output_tokens",
-        "usage.total_tokens",
-        "usage.input_tokens_details.cached_tokens",
-        "usage.output_tokens_details.reasoning_tokens",
+        *RESPONSE_PATHS,
         "output[0].type",
         "output[0].id",
         "output[0].summary",
@@ -307,6 +340,9 @@ def test_response_reads_like_openai() -> None:
 
 STREAMS = [
     "stream_vllm032_chat.sse",
+    "stream_vllm032_chat_logprobs.sse",
+    "stream_vllm032_chat_n2.sse",
+    "stream_vllm032_chat_token_ids.sse",
     "stream_chat_tool_calls.sse",
     "stream_chat_reasoning.sse",
     "stream_chat_reasoning_legacy.sse",
