@@ -239,7 +239,11 @@ class _ChatChoice:
 
 
 class ChatAssembler(_Envelope):
-    """Rebuilds a ``chat.completion`` body from ``chat.completion.chunk`` objects."""
+    """Rebuilds a ``chat.completion`` body from ``chat.completion.chunk`` objects.
+
+    ``chunks`` counts the chunks fed so far; ``finished`` tells whether every answer got its
+    ``finish_reason`` (a stream cut short has not).
+    """
 
     __slots__ = ("_choices",)
 
