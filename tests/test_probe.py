@@ -23,7 +23,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 LOADED = (FIXTURES / "metrics_real_v032_loaded.txt").read_text()  # running 52, waiting 12, KV 0.143
 IDLE = (FIXTURES / "metrics_real_v032_idle.txt").read_text()
 TWO_ENGINES = (FIXTURES / "metrics_two_engines.txt").read_text()  # 30+18 running, 5+0 waiting, KV .75/.25
-MODELS = {"object": "list", "data": [{"id": "openai/gpt-oss-20b", "object": "model", "max_model_len": 8192}]}
+MODELS: dict[str, object] = {
+    "object": "list",
+    "data": [{"id": "openai/gpt-oss-20b", "object": "model", "max_model_len": 8192}],
+}
 
 Route = tuple[int, str | bytes | dict[str, object]]
 
