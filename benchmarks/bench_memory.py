@@ -42,9 +42,11 @@ from benchmarks._servers import SERVER_KINDS, ServerUnavailable, running_server,
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "memory.json"
 MODES = ("resilient_llm", "floor")
 TARGET_KB = 5.0
-# The slow server: a 200-chunk answer, one chunk every 0.5 s, so each call in flight lasts ~100 s.
+# The slow server holds each call in flight for a minute or more, sending a token now and then so
+# that no stall detector fires: the stub sends 200 chunks 0.5 s apart; the simulator a token a
+# second (the requests' max_tokens=64 caps the answer).
 SLOW_SERVER_ARGS = ("--token-interval", "0.5", "--chunks", "200")
-SIMULATOR_SLOW_ARGS = ("--output-tokens", "100000", "--token-time", "0.5")
+SIMULATOR_SLOW_ARGS = ("--token-time", "1.0", "--prefill-time-per-token", "0")
 
 
 def rss_kb() -> int:

@@ -1,0 +1,398 @@
+"""Goodput under the incident's faults: an ARC-shaped workload against the simulated vLLM.
+
+The workload is the pipeline's shape (``resilient_llm.demo``'s :class:`ArcWorkload`): 8 tasks
+started together, each running rounds of parallel calls gathered with ``return_exceptions=True``,
+answer lengths long-tailed (log-normal). The simulator runs in a process of its own with the
+incident's faults: ghosted answers (generated, never sent), lost requests (never answered),
+dropped connections and 503s from a bounded queue. Three clients run it, each against a fresh
+simulator with the same seed:
+
+* ``before``: the official SDK as the incident had it: ``timeout=2500``, ``max_retries=2``, tasks
+  staggered by ``i * 2`` seconds, a process-wide semaphore of 100;
+* ``after``: the official SDK with the incident's manual fix: ``timeout=60``, ``max_retries=3``,
+  stagger ``i * 5``;
+* ``resilient_llm``: this library's defaults, no stagger.
+
+Every duration (the simulator's, each client's timeouts and the SDK's retry sleeps, this library's
+defaults) is multiplied by ``--time-scale``, so minutes of serving run in seconds; figures are
+reported in simulated seconds. A run still going at ``--limit-factor`` times the ideal makespan is
+stopped: its pending calls count as hung. Reported per client: calls ok / failed / hung, makespan,
+makespan ÷ ideal (total work ÷ server capacity), and wasted tokens (generated, never delivered;
+the simulator's own counter).
+
+    python benchmarks/bench_faults.py
+    python benchmarks/bench_faults.py --clients resilient_llm --time-scale 0.02
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._machine import REPO_ROOT, command_line, describe, machine_info
+from benchmarks._servers import RunningServer, ServerUnavailable, running_server, split_cpus
+
+DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "faults.json"
+DEFAULT_CHART = REPO_ROOT / "docs" / "img" / "bench-faults.png"
+MODEL = "openai/gpt-oss-20b"
+INCIDENT_FAULTS = "ghost=0.03,lost=0.02,drop=0.02,503=0.01"
+PIPELINE_SEMAPHORE = 100  # the pipeline's MAX_CONCURRENCY default
+
+Call = Callable[[int, int], Awaitable[str | None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Profile:
+    """One client as the benchmark runs it. Times are in simulated seconds."""
+
+    name: str
+    label: str
+    stagger: float
+    timeout: float | None = None
+    max_retries: int | None = None
+
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(
+            name="before", label="openai SDK, incident settings", stagger=2.0, timeout=2500.0, max_retries=2
+        ),
+        Profile(name="after", label="openai SDK, manual fix", stagger=5.0, timeout=60.0, max_retries=3),
+        Profile(name="resilient_llm", label="resilient_llm defaults", stagger=0.0),
+    )
+}
+
+
+def demo_available() -> str | None:
+    """Why the workload module cannot be imported, or None when it can."""
+    try:
+        import resilient_llm.demo  # noqa: F401
+    except ImportError as exc:
+        return f"resilient_llm.demo is not available yet ({exc})"
+    return None
+
+
+def prompt_for(tokens: int) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": "You solve ARC puzzles. Answer with a JSON object."},
+        {"role": "user", "content": f"Describe the transformation ({tokens} tokens of reasoning)."},
+    ]
+
+
+def request_args(tokens: int, max_tokens: int) -> dict[str, Any]:
+    """The pipeline's call: JSON mode, temperature 0.3, answer length steered in the simulator."""
+    return {
+        "model": MODEL,
+        "messages": prompt_for(tokens),
+        "response_format": {"type": "json_object"},
+        "max_tokens": max_tokens,
+        "temperature": 0.3,
+        "extra_body": {"skip_special_tokens": True, "simulator": {"output_tokens": tokens}},
+    }
+
+
+def scaled_sdk_class(scale: float) -> Any:
+    """``openai.AsyncOpenAI`` whose retry sleeps are scaled like every other duration."""
+    import openai
+
+    class ScaledAsyncOpenAI(openai.AsyncOpenAI):
+        def _calculate_retry_timeout(self, *args: Any, **kwargs: Any) -> float:
+            delay: float = super()._calculate_retry_timeout(*args, **kwargs)
+            return delay * scale
+
+    return ScaledAsyncOpenAI
+
+
+def resilient_settings(scale: float) -> dict[str, Any]:
+    """This library's defaults with every duration multiplied by ``scale``."""
+    from resilient_llm.demo._run import library_settings
+
+    settings: dict[str, Any] = library_settings(scale)
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def open_profile(profile: Profile, base_url: str, scale: float) -> Any:
+    """Yield ``call(tokens, max_tokens) -> content`` for ``profile``; close the client afterwards."""
+    if profile.name == "resilient_llm":
+        from resilient_llm import AsyncOpenAI
+
+        client: Any = AsyncOpenAI(api_key="EMPTY", base_url=base_url, **resilient_settings(scale))
+
+        async def call(tokens: int, max_tokens: int) -> str | None:
+            reply = await client.chat.completions.create(**request_args(tokens, max_tokens))
+            content: str | None = reply.choices[0].message.content
+            return content
+
+    else:
+        assert profile.timeout is not None and profile.max_retries is not None
+        client = scaled_sdk_class(scale)(
+            api_key="EMPTY",
+            base_url=base_url,
+            timeout=profile.timeout * scale,
+            max_retries=profile.max_retries,
+        )
+        semaphore = asyncio.Semaphore(PIPELINE_SEMAPHORE)
+
+        async def call(tokens: int, max_tokens: int) -> str | None:
+            async with semaphore:
+                reply = await client.chat.completions.create(**request_args(tokens, max_tokens))
+            content: str | None = reply.choices[0].message.content
+            return content
+
+    try:
+        yield call
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), 5.0)
+
+
+def simulator_args(args: argparse.Namespace) -> list[str]:
+    return [
+        "--capacity",
+        str(args.capacity),
+        "--time-scale",
+        str(args.time_scale),
+        "--seed",
+        str(args.seed),
+        "--faults",
+        args.faults,
+        "--max-queued",
+        str(4 * args.capacity),
+        "--metrics-lag",
+        "2.0",
+        "--log-level",
+        "WARNING",
+    ]
+
+
+def ideal_makespan(workload: Any, capacity: int) -> float:
+    """Simulated seconds for the whole workload on a perfectly packed server: total work ÷ capacity."""
+    from resilient_llm.testing import SimulatorConfig
+
+    sim = SimulatorConfig(capacity=capacity)
+    per_token = sim.token_time * (1 + sim.batch_slowdown * (sim.capacity - 1))
+    prompt = 100 * sim.prefill_time_per_token
+    work = sum(prompt + tokens * per_token for task in workload.plan() for calls in task for tokens in calls)
+    return float(work / sim.capacity)
+
+
+async def run_profile(
+    profile: Profile, server: RunningServer, workload: Any, args: argparse.Namespace, ideal: float
+) -> dict[str, Any]:
+    from resilient_llm.demo import run_workload
+
+    scale = args.time_scale
+    limit = max(args.limit_factor * ideal * scale, 5.0)
+    async with open_profile(profile, server.base_url, scale) as call:
+        result = await run_workload(
+            call, workload, label=profile.label, stagger=profile.stagger * scale, limit=limit
+        )
+    await asyncio.sleep(0.5)  # let the simulator settle the token counts of aborted requests
+    stats = server.get_json("/simulator/stats")
+    assert isinstance(stats, dict)
+    summary: dict[str, Any] = result.summary()
+    delivered, wasted = int(stats.get("tokens_delivered", 0)), int(stats.get("tokens_wasted", 0))
+    summary.update(
+        client=profile.name,
+        hung_or_not_run=summary["hung"] + summary["not_run"],
+        makespan_simulated_s=round(result.makespan / scale, 1),
+        ideal_simulated_s=round(ideal, 1),
+        makespan_over_ideal=round(result.makespan / (ideal * scale), 2),
+        tokens_delivered=delivered,
+        tokens_wasted=wasted,
+        wasted_pct=round(100 * wasted / max(1, delivered), 1),
+        faults_injected=stats.get("faults_injected", {}),
+        requests_received=stats.get("requests_received"),
+        errors=first_errors(result.outcomes),
+    )
+    return summary
+
+
+def first_errors(outcomes: Sequence[Any], count: int = 3) -> dict[str, int]:
+    """The most frequent error types among failed calls, with their counts."""
+    tally: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome.status == "failed" and outcome.error:
+            kind = outcome.error.split(":", 1)[0]
+            tally[kind] = tally.get(kind, 0) + 1
+    return dict(sorted(tally.items(), key=lambda item: -item[1])[:count])
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    header = (
+        f"{'client':<31} {'ok':>5} {'failed':>6} {'hung':>5} {'makespan (sim s)':>17} "
+        f"{'÷ ideal':>8} {'wasted tokens':>20}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        if "status" in row:
+            lines.append(f"{row['label']:<31} {row['status']}")
+            continue
+        plus = "+" if row["limit_hit"] else ""
+        wasted = f"{row['tokens_wasted']:,} ({row['wasted_pct']:.1f}%)"
+        makespan = f"{row['makespan_simulated_s']}{plus}"
+        over_ideal = f"{row['makespan_over_ideal']}{plus}"
+        lines.append(
+            f"{row['label']:<31} {row['ok']:>5} {row['failed']:>6} {row['hung_or_not_run']:>5} "
+            f"{makespan:>17} {over_ideal:>8} {wasted:>20}"
+        )
+    return "\n".join(lines)
+
+
+def chart(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [row for row in rows if "status" not in row]
+    if not measured:
+        return
+    labels = [row["label"].replace(", ", ",\n") for row in measured]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=110)
+    bottom = [0] * len(measured)
+    for key, color in (("ok", "#27ae60"), ("failed", "#e67e22"), ("hung_or_not_run", "#c0392b")):
+        values = [row[key] for row in measured]
+        axes[0].bar(labels, values, bottom=bottom, color=color, label=key.replace("_or_not_run", ""))
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    axes[0].set_title("calls")
+    axes[0].set_ylim(0, max(bottom) * 1.3)  # room for the legend above the bars
+    axes[0].legend(fontsize=8, ncols=3, loc="upper center")
+    axes[1].bar(labels, [row["makespan_over_ideal"] for row in measured], color="#34495e")
+    axes[1].axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    axes[1].set_title("makespan ÷ ideal (lower is better; '+' runs hit the limit)")
+    axes[2].bar(labels, [row["wasted_pct"] for row in measured], color="#8e44ad")
+    axes[2].set_title("wasted tokens, % of delivered")
+    for axis in axes:
+        axis.tick_params(axis="x", labelsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--clients", nargs="+", choices=list(PROFILES), default=list(PROFILES), help="client profiles to run"
+    )
+    parser.add_argument("--time-scale", type=float, default=0.05, help="real seconds per simulated second")
+    parser.add_argument(
+        "--capacity", type=int, default=16, help="sequences the simulated server runs at once"
+    )
+    parser.add_argument("--faults", default=INCIDENT_FAULTS, help="simulator faults, KIND=P,...")
+    parser.add_argument("--seed", type=int, default=1, help="the simulator's seed (same for every client)")
+    parser.add_argument("--tasks", type=int, default=8, help="tasks started together")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of parallel calls per task")
+    parser.add_argument("--calls-per-round", type=int, default=6, help="parallel calls per round")
+    parser.add_argument("--median-tokens", type=int, default=350, help="median answer length")
+    parser.add_argument(
+        "--limit-factor", type=float, default=4.0, help="stop a run at this multiple of ideal"
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
+    parser.add_argument("--chart", type=Path, default=DEFAULT_CHART, help="PNG chart file")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (0 < args.time_scale <= 1):
+        parser.error(f"--time-scale must be in (0, 1], got {args.time_scale}")
+    if not args.limit_factor > 1:
+        parser.error(f"--limit-factor must be > 1, got {args.limit_factor}")
+    missing = demo_available()
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
+    from resilient_llm.demo import ArcWorkload
+
+    try:
+        workload = ArcWorkload(
+            tasks=args.tasks,
+            rounds=args.rounds,
+            calls_per_round=args.calls_per_round,
+            median_tokens=args.median_tokens,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.getLogger("resilient_llm").setLevel(logging.ERROR)
+    command = command_line(None if argv is None else [sys.argv[0], *argv])
+    info = machine_info()
+    ideal = ideal_makespan(workload, args.capacity)
+    print(describe(info, command))
+    print(
+        f"workload: {workload.tasks} tasks x {workload.rounds} rounds x {workload.calls_per_round} calls "
+        f"= {workload.calls} calls, {workload.total_tokens():,} tokens; faults {args.faults}; "
+        f"capacity {args.capacity}; ideal makespan {ideal:.0f} simulated s; time scale {args.time_scale:g}; "
+        f"runs stopped at {args.limit_factor:g}x ideal",
+        flush=True,
+    )
+    server_cpus, _ = split_cpus()
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for name in args.clients:
+        profile = PROFILES[name]
+        try:
+            with running_server("simulator", extra_args=simulator_args(args), cpus=server_cpus) as server:
+                rows.append(asyncio.run(run_profile(profile, server, workload, args, ideal)))
+        except ServerUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"  {profile.label}: done", file=sys.stderr, flush=True)
+    print()
+    print(table(rows))
+    elapsed = time.perf_counter() - started
+    document = {
+        "benchmark": "faults",
+        "command": command,
+        "machine": info,
+        "settings": {
+            "time_scale": args.time_scale,
+            "capacity": args.capacity,
+            "faults": args.faults,
+            "seed": args.seed,
+            "workload": {
+                "tasks": workload.tasks,
+                "rounds": workload.rounds,
+                "calls_per_round": workload.calls_per_round,
+                "median_tokens": workload.median_tokens,
+                "calls": workload.calls,
+                "tokens": workload.total_tokens(),
+            },
+            "ideal_makespan_simulated_s": round(ideal, 1),
+            "limit_factor": args.limit_factor,
+        },
+        "elapsed_seconds": round(elapsed, 1),
+        "results": rows,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"\n{elapsed:.0f} s in all\nresults: {args.output}")
+    if not args.no_chart:
+        chart(rows, args.chart, f"ARC-shaped workload, {workload.calls} calls, faults {args.faults}")
+        print(f"chart: {args.chart}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
