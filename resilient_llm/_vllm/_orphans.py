@@ -12,13 +12,18 @@ waiting for its next byte. Each scrape of ``/metrics`` gives ``server_active = r
 
 1. Several clients may share one server, and their requests only *add* to its count. Every request the
    server knows of this client's is one of those ``server_active``; so when this client has ``n``
-   silent attempts and ``n > server_active``, at least ``n − server_active`` of them are unknown to the
-   server, whatever the other clients do. Attempts that are receiving bytes are known to the server and
-   only raise its count, which keeps the rule on the safe side.
-2. ``/metrics`` lags. A real vLLM 0.32 that had just received 64 requests at once reported
-   ``running 1, waiting 0`` for about 8 s. So only attempts silent for at least ``grace`` seconds *at the
-   time of the scrape* (``scraped_at − silent_since ≥ grace``) are counted: ``deficit = eligible −
-   server_active``.
+   attempts in flight (silent or receiving) and ``n > server_active``, at least ``n − server_active`` of
+   them are unknown to the server, whatever the other clients do. Those cannot be the ones receiving
+   bytes, so the orphans are among the silent ones. (The caller passes ``known``, its count of attempts
+   in flight since at least ``grace`` before the scrape; without it only the silent attempts are
+   counted, a weaker bound that misses an orphan while the server is busy streaming this client's
+   other answers.)
+2. ``/metrics`` lags, on arrivals: vLLM counts a request only from the end of the engine step that
+   first schedules it. A real vLLM 0.32 on a CPU showed 64 requests sent at once as ``running 1`` for
+   6-8 s, and for 13.5 s with other work on the machine (``docs/real-vllm.md``). So only attempts sent
+   at least ``grace`` seconds before the scrape count (``known``), and only attempts silent for at least
+   ``grace`` at the time of the scrape (``scraped_at − silent_since ≥ grace``) are eligible:
+   ``deficit = max(known, eligible) − server_active``.
 3. One scrape is not the truth of now. The deficit must persist: every scrape of an unbroken run of
    scrapes with ``deficit > 0`` that spans at least ``grace`` seconds (by ``scraped_at``). A scrape with
    no deficit ends the run; a scrape older than the last one seen is ignored; re-observing the same
@@ -30,7 +35,14 @@ waiting for its next byte. Each scrape of ``/metrics`` gives ``server_active = r
    down.
 
 An orphan is therefore aborted between ``2 × grace`` and ``2 × grace`` plus one poll interval after it
-went silent. ``grace`` must exceed the server's metrics lag; ``grace = 0`` trusts every scrape at once.
+went silent, and a lag up to about ``2 × grace`` is tolerated: ``grace`` must be at least half the
+server's longest arrival lag (7 s for the contended CPU burst above; GPU servers lag far less).
+``grace = 0`` trusts every scrape at once.
+
+Which attempts are the orphans is a guess: oldest silent first. With ``known``, a deficit can come from
+an attempt the server dropped a moment ago while an older one still sits, legitimately silent, in the
+server's queue; the older one is then aborted first (and retried), and the young orphan follows once it
+has been silent long enough.
 
 The detector is pure: no clock, no I/O, no logging. The caller passes the time and acts on the result.
 """
@@ -75,11 +87,14 @@ class OrphanDetector(Generic[K]):
     def grace(self) -> float:
         return self._grace
 
-    def observe(self, load: ServerLoad, silent: Sequence[tuple[K, float]], now: float) -> list[K]:
+    def observe(
+        self, load: ServerLoad, silent: Sequence[tuple[K, float]], now: float, *, known: int | None = None
+    ) -> list[K]:
         """Feed one scrape; return the keys to abort, oldest first (usually none).
 
         ``silent`` holds ``(key, silent_since)`` for every attempt currently waiting for a byte, on the
-        same clock as ``now`` and ``load.scraped_at``.
+        same clock as ``now`` and ``load.scraped_at``; ``known`` is how many attempts (silent or not)
+        this client has had in flight since at least ``grace`` before the scrape.
         """
         present = {key for key, _ in silent}
         self._selected &= present
@@ -89,7 +104,7 @@ class OrphanDetector(Generic[K]):
 
         seen_at = min(now, load.scraped_at)
         eligible = [(since, key) for key, since in silent if seen_at - since >= self._grace]
-        deficit = len(eligible) - load.active
+        deficit = max(len(eligible), known or 0) - load.active
         if deficit <= 0:
             self._run_start = None
             return []
