@@ -63,14 +63,31 @@ class Request:
 class Watch:
     """An attempt waiting on the server, as the orphan detector sees it."""
 
-    __slots__ = ("client_waiting", "orphaned", "scope", "server_active", "silent_since")
+    __slots__ = (
+        "client_waiting", "deadline_at", "orphaned", "scope", "sent_at", "server_active", "silence", "silent_since"
+    )
 
-    def __init__(self, scope: anyio.CancelScope, now: float) -> None:
+    def __init__(self, scope: anyio.CancelScope, now: float, silence: float | None, deadline_at: float) -> None:
         self.scope = scope
+        self.sent_at = now
         self.silent_since = now
+        self.silence = silence
+        self.deadline_at = deadline_at
         self.orphaned = False
         self.server_active = 0
         self.client_waiting = 0
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the answer arrived (before that, the request may be queued)."""
+        return self.silent_since != self.sent_at
+
+    def excuse_silence(self, now: float) -> None:
+        """The server reports a waiting queue this request may be in: restart its silence clock."""
+        if self.silence is not None:
+            until = min(self.deadline_at, now + self.silence)
+            if until > self.scope.deadline:
+                self.scope.deadline = until
 
     def abort_orphan(self, server_active: int, client_waiting: int) -> None:
         self.orphaned = True
@@ -154,7 +171,7 @@ def _decode_json(att: Attempt, raw: RawResponse, body: bytes) -> dict[str, Any]:
 def _register(att: Attempt, scope: anyio.CancelScope) -> Watch | None:
     if att.watches is None:
         return None
-    watch = Watch(scope, att.clock())
+    watch = Watch(scope, att.clock(), att.silence, att.deadline_at)
     att.watches[watch] = None
     return watch
 

@@ -87,6 +87,8 @@ class ServerMonitor:
             engine.limiter.wake()
             if load is not None and engine.watches:
                 self._abort_orphans(load)
+                if load.waiting:
+                    self._excuse_queued(load)
             await anyio.sleep(interval)
 
     async def scrape(self) -> ServerLoad | None:
@@ -129,12 +131,26 @@ class ServerMonitor:
                 MetricsAvailability(available=available, url=str(self.url), detail=self._detail),
             )
 
+    def _excuse_queued(self, load: ServerLoad) -> None:
+        """vLLM sends nothing while a request waits to be scheduled: that silence is no stall.
+
+        Up to ``load.waiting`` of this client's attempts that have received no byte yet get their
+        silence clock restarted, newest first (in a FIFO queue the newest wait longest). The rest are
+        left to the stall limit and the orphan rule.
+        """
+        now = self._engine.clock()
+        unstarted = [w for w in self._engine.watches or () if not w.started and not w.orphaned]
+        for w in unstarted[-load.waiting :]:
+            w.excuse_silence(now)
+
     def _abort_orphans(self, load: ServerLoad) -> None:
         engine = self._engine
         watches = engine.watches
         assert watches is not None
         silent = [(w, w.silent_since) for w in watches]
-        victims: list[Any] = self._detector.observe(load, silent, engine.clock())
+        settled = load.scraped_at - self._config.orphan_grace
+        known = sum(1 for w in watches if w.sent_at <= settled)
+        victims: list[Any] = self._detector.observe(load, silent, engine.clock(), known=known)
         if not victims:
             return
         for w in victims:

@@ -1,0 +1,258 @@
+"""``resilient-llm demo``: the incident, replayed against the simulator, before and after.
+
+1. The incident's settings: the official openai client (``timeout=2500`` per attempt, ``max_retries=2``,
+   a process-wide semaphore of 100, tasks staggered by ``i * 2`` seconds).
+2. This library's defaults (one import changed; no stagger, no semaphore).
+
+Both run the same ARC-shaped workload against a fresh simulated vLLM with the incident's faults
+(ghosted and lost answers, dropped connections, 503s from a bounded queue). Every duration — the
+simulator's and every setting of both clients — is multiplied by the time scale, so minutes of
+simulated serving run in seconds; the report gives simulated seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import AsyncOpenAI, Backoff, BreakerConfig
+from ..testing import SimulatorConfig, VLLMSimulator
+from ._workload import ArcWorkload, CallOutcome, RunResult, run_workload
+
+#: The faults of the incident: answers generated and never sent, requests never answered, dropped
+#: connections; 503s come from the bounded queue (``max_queued``) as vLLM's --max-num-queued-reqs gives.
+INCIDENT_FAULTS = {"ghost": 0.03, "lost": 0.02, "drop": 0.02, "503": 0.01}
+MODEL = "openai/gpt-oss-20b"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoConfig:
+    scale: float = 0.05
+    capacity: int = 16
+    workload: ArcWorkload = ArcWorkload()
+    faults: dict[str, float] | None = None
+    seed: int = 1
+    limit_factor: float = 4.0  # a run still going at this multiple of the ideal makespan counts as hung
+    out_dir: Path = Path("demo-out")
+    chart: bool = True
+
+    def simulator(self) -> SimulatorConfig:
+        return SimulatorConfig(
+            model=MODEL,
+            capacity=self.capacity,
+            time_scale=self.scale,
+            tick=0.02,
+            seed=self.seed,
+            faults=INCIDENT_FAULTS if self.faults is None else self.faults,
+            max_queued=4 * self.capacity,
+            metrics_lag=2.0,
+            sample_interval=1.0,
+        )
+
+    def ideal_makespan(self) -> float:
+        """Simulated seconds for the whole workload on a perfectly packed server (work ÷ capacity)."""
+        sim = self.simulator()
+        per_token = sim.token_time * (1 + sim.batch_slowdown * (sim.capacity - 1))
+        prompt = 100 * sim.prefill_time_per_token
+        work = sum(prompt + n * per_token for task in self.workload.plan() for rnd in task for n in rnd)
+        return work / sim.capacity
+
+
+def library_settings(scale: float) -> dict[str, Any]:
+    """This library's defaults with every duration multiplied by ``scale``."""
+    return {
+        "deadline": 1800 * scale,
+        "stall_timeout": 60 * scale,
+        "timeout": 600 * scale,
+        "ramp_up": 10 * scale,
+        "backoff": Backoff(base=0.5 * scale, cap=8 * scale),
+        "breaker": BreakerConfig(
+            poll_interval=max(0.02, 0.5 * scale),
+            orphan_grace=5 * scale,
+            stale_after=5 * scale,
+            open_cooldown=1 * scale,
+            max_cooldown=30 * scale,
+        ),
+    }
+
+
+def prompt_for(tokens: int) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": "You solve ARC puzzles. Answer with a JSON object."},
+        {"role": "user", "content": f"Describe the transformation ({tokens} tokens of reasoning)."},
+    ]
+
+
+def incident_call(base_url: str, scale: float) -> tuple[Callable[[int, int], Awaitable[str | None]], Any, str]:
+    """The incident's client: the official SDK when installed, else this library set up the same way."""
+    semaphore = anyio.Semaphore(100)  # the pipeline's MAX_CONCURRENCY
+    try:
+        import openai
+
+        client: Any = openai.AsyncOpenAI(api_key="EMPTY", base_url=base_url, timeout=2500 * scale, max_retries=2)
+        name = f"openai {openai.__version__}"
+    except ImportError:  # pragma: no cover - the demo extra installs openai
+        client = AsyncOpenAI(
+            api_key="EMPTY", base_url=base_url, timeout=2500 * scale, max_retries=2, stall_timeout=None,
+            breaker=None, ramp_up=0, max_concurrency=100, deadline=3 * 2500 * scale + 60,
+        )
+        name = "resilient_llm configured like openai (openai not installed)"
+
+    async def call(tokens: int, max_tokens: int) -> str | None:
+        async with semaphore:
+            r = await client.chat.completions.create(
+                model=MODEL, messages=prompt_for(tokens), response_format={"type": "json_object"},
+                max_tokens=max_tokens, temperature=0.3,
+                extra_body={"skip_special_tokens": True, "simulator": {"output_tokens": tokens}},
+            )
+        content: str | None = r.choices[0].message.content
+        return content
+
+    return call, client, name
+
+
+def library_call(base_url: str, scale: float) -> tuple[Callable[[int, int], Awaitable[str | None]], AsyncOpenAI]:
+    client = AsyncOpenAI(api_key="EMPTY", base_url=base_url, **library_settings(scale))
+
+    async def call(tokens: int, max_tokens: int) -> str | None:
+        r = await client.chat.completions.create(
+            model=MODEL, messages=prompt_for(tokens), response_format={"type": "json_object"},
+            max_tokens=max_tokens, temperature=0.3,
+            extra_body={"skip_special_tokens": True, "simulator": {"output_tokens": tokens}},
+        )
+        return r.choices[0].message.content
+
+    return call, client
+
+
+async def _one_run(
+    cfg: DemoConfig, label: str, which: str, progress: Progress, console: Console
+) -> tuple[RunResult, list[dict[str, Any]]]:
+    ideal_real = cfg.ideal_makespan() * cfg.scale
+    limit = max(cfg.limit_factor * ideal_real, 10.0)
+    async with VLLMSimulator(cfg.simulator()) as sim:
+        if which == "incident":
+            call, client, name = incident_call(sim.base_url, cfg.scale)
+            stagger = 2 * cfg.scale
+        else:
+            call, client = library_call(sim.base_url, cfg.scale)
+            name, stagger = "resilient_llm defaults", 0.0
+        bar = progress.add_task(f"{label:<28}", total=cfg.workload.calls, info="")
+        done = {"ok": 0, "failed": 0}
+
+        def on_progress(outcome: CallOutcome) -> None:
+            done["ok" if outcome.status == "ok" else "failed"] += 1
+            progress.advance(bar)
+
+        async def ticker() -> None:
+            while True:
+                progress.update(
+                    bar,
+                    info=f"ok {done['ok']}  failed {done['failed']}  server running {sim.running} waiting {sim.waiting}",
+                )
+                await anyio.sleep(0.2)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            result = await run_workload(call, cfg.workload, label=label, stagger=stagger, limit=limit,
+                                        on_progress=on_progress)
+            tg.cancel_scope.cancel()
+        hung = result.count("hung") + result.count("not_run")
+        progress.update(bar, info=f"ok {done['ok']}  failed {done['failed']}  hung {hung}" + (
+            "  (stopped at the time limit)" if result.limit_hit else ""))
+        samples = [{"t": s.elapsed / cfg.scale, "running": s.running, "waiting": s.waiting} for s in sim.samples()]
+        await _close(client)
+        await anyio.sleep(0.1)  # let aborted requests settle their token counts
+        stats = sim.stats()
+        result.extra.update(
+            client=name,
+            makespan_simulated_s=round(result.makespan / cfg.scale, 1),
+            ideal_simulated_s=round(cfg.ideal_makespan(), 1),
+            makespan_over_ideal=round(result.makespan / ideal_real, 2),
+            tokens_delivered=stats.tokens_delivered,
+            tokens_wasted=stats.tokens_wasted,
+            wasted_pct=round(100 * stats.tokens_wasted / max(1, stats.tokens_delivered), 1),
+            faults_injected=dict(stats.faults_injected),
+            peak_waiting=stats.peak_waiting,
+        )
+        if which == "library":
+            result.extra["client_stats"] = client.stats().as_dict()
+    return result, samples
+
+
+async def _close(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        with anyio.move_on_after(5):
+            await close()
+
+
+def _table(results: list[RunResult], cfg: DemoConfig) -> Table:
+    table = Table(title=f"ARC-shaped workload, {cfg.workload.calls} calls, faults "
+                  f"{', '.join(f'{k} {v:.0%}' for k, v in (cfg.faults or INCIDENT_FAULTS).items())}")
+    for col in ("run", "ok", "failed", "hung", "makespan (sim s)", "÷ ideal", "wasted tokens"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for r in results:
+        s = r.summary()
+        hung = s["hung"] + s["not_run"]
+        table.add_row(
+            r.label, str(s["ok"]), str(s["failed"]), f"[bold red]{hung}[/]" if hung else "0",
+            f"{s['makespan_simulated_s']:.0f}" + ("+" if r.limit_hit else ""),
+            f"{s['makespan_over_ideal']:.2f}" + ("+" if r.limit_hit else ""),
+            f"{s['tokens_wasted']:,} ({s['wasted_pct']:.1f}%)",
+        )
+    return table
+
+
+async def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RunResult]:
+    console = console or Console()
+    logging.getLogger("resilient_llm").setLevel(logging.ERROR)
+    console.print(
+        f"[bold]resilient-llm demo[/]: a simulated vLLM (capacity {cfg.capacity}) with the incident's faults; "
+        f"time scale {cfg.scale:g} (1 simulated second = {cfg.scale * 1000:.0f} ms); "
+        f"ideal makespan {cfg.ideal_makespan():.0f} simulated s. Runs still going after "
+        f"{cfg.limit_factor:g}× ideal are stopped and their pending calls counted as hung."
+    )
+    runs = [("incident settings", "incident"), ("resilient_llm defaults", "library")]
+    results: list[RunResult] = []
+    all_samples: dict[str, list[dict[str, Any]]] = {}
+    started = time.monotonic()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"), console=console,
+    ) as progress:
+        for label, which in runs:
+            result, samples = await _one_run(cfg, label, which, progress, console)
+            results.append(result)
+            all_samples[label] = samples
+    console.print(_table(results, cfg))
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    report = {
+        "time_scale": cfg.scale,
+        "capacity": cfg.capacity,
+        "workload": cfg.workload.__dict__,
+        "faults": cfg.faults or INCIDENT_FAULTS,
+        "ideal_makespan_simulated_s": round(cfg.ideal_makespan(), 1),
+        "runs": [r.summary() for r in results],
+        "queue_samples": all_samples,
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    json_path = cfg.out_dir / "demo.json"
+    json_path.write_text(json.dumps(report, indent=2, default=str))
+    console.print(f"wrote {json_path}")
+    if cfg.chart:
+        from ._chart import write_chart
+
+        png = write_chart(report, cfg.out_dir / "demo.png")
+        console.print(f"wrote {png}" if png else "chart skipped: matplotlib is not installed (pip install matplotlib)")
+    return results
