@@ -274,8 +274,6 @@ class GenerationHandlers:
         self, request: web.Request, req: GenerationRequest, plan: AttemptPlan, job: _Job, fault: str | None
     ) -> web.StreamResponse:
         core, seq, config = self._core, job.seq, self._core.config
-        response = web.StreamResponse(headers=_SSE_HEADERS)
-        await response.prepare(request)
         created = int(core.created_unix)
         writer: ChatStreamWriter | CompletionStreamWriter
         if req.kind == "chat":
@@ -288,6 +286,14 @@ class GenerationHandlers:
                 id_=f"cmpl-{plan.id_hex}", created=created, model=config.model, fingerprint=self._fingerprint
             )
         stop = seq.target // 2 if fault in _MIDPOINT_FAULTS else seq.target
+        if seq.done and stop == seq.target and not job.killed:
+            # Already complete (instant mode): the whole stream in one write, as fast as it gets.
+            body = self._chunks(writer, job, seq.target, seq.finish_reason) + self._tail(writer, req, seq)
+            job.delivered = seq.target
+            core.stats.requests_completed += 1
+            return web.Response(body=body, headers=_SSE_HEADERS)
+        response = web.StreamResponse(headers=_SSE_HEADERS)
+        await response.prepare(request)
         while job.delivered < stop:
             await job.reach(job.delivered + 1)
             if job.killed:
@@ -312,10 +318,16 @@ class GenerationHandlers:
             error = error_body("The engine failed while generating this request.", "InternalServerError", 500)
             await response.write(b"data: " + error + b"\n\n" + DONE)
         else:
-            tail = writer.usage(req.prompt_tokens, seq.target) if req.include_usage else b""
-            await response.write(tail + DONE)
+            await response.write(self._tail(writer, req, seq))
             core.stats.requests_completed += 1
         return response
+
+    @staticmethod
+    def _tail(
+        writer: ChatStreamWriter | CompletionStreamWriter, req: GenerationRequest, seq: Sequence
+    ) -> bytes:
+        """The usage chunk (when asked for) and ``[DONE]``."""
+        return (writer.usage(req.prompt_tokens, seq.target) if req.include_usage else b"") + DONE
 
     @staticmethod
     def _chunks(
