@@ -452,3 +452,133 @@ async def test_no_secret_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> No
             assert "SECRET" not in repr(c)
     assert any("retrying" in r.getMessage() for r in caplog.records)
     assert all("SECRET" not in r.getMessage() for r in caplog.records)
+
+
+async def test_parse_returns_the_pydantic_object() -> None:
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        grid: list[list[int]]
+        instructions: str
+
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        body = await request.json()
+        assert body["response_format"]["type"] == "json_schema"
+        return await sse(request, ['{"grid": [[1]], ', '"instructions": "flip"}'])
+
+    with serve(handler) as server:
+        async with client(server) as c:
+            r = await c.chat.completions.parse(model="m", messages=MSG, response_format=Answer)
+    assert r.choices[0].message.parsed == Answer(grid=[[1]], instructions="flip")
+
+
+async def test_max_retries_bounds_the_attempts_exactly() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return web.json_response({"error": {"message": "down"}}, status=503)
+
+    with serve(handler) as server:
+        async with client(server, max_retries=3, backoff=resilient_llm.Backoff(base=0.001, cap=0.002)) as c:
+            with pytest.raises(InternalServerError):
+                await c.chat.completions.create(model="m", messages=MSG)
+            assert c.stats().retries == 3
+    assert server.hits == 4
+
+
+async def test_retry_budget_stops_a_retry_storm() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return web.json_response({"error": {"message": "down"}}, status=500)
+
+    budget = resilient_llm.RetryBudgetConfig(ratio=0.0, min_per_second=0.2, ttl=10.0)  # 2 retries per 10 s
+    with serve(handler) as server:
+        async with client(server, max_retries=10, retry_budget=budget,
+                          backoff=resilient_llm.Backoff(base=0.001, cap=0.002)) as c:
+            for _ in range(3):
+                with pytest.raises(InternalServerError):
+                    await c.chat.completions.create(model="m", messages=MSG)
+            stats = c.stats()
+    assert stats.retries == 2
+    assert stats.budget_exhausted >= 1
+    assert server.hits == 3 + 2
+
+
+async def test_per_call_timeout_overrides_the_silence_limit() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        if hits == 1:
+            return await silence(request)
+        return await stream_abc(request, hits)
+
+    with serve(handler) as server:
+        async with client(server, backoff=resilient_llm.Backoff(base=0.01, cap=0.02)) as c:
+            start = time.monotonic()
+            r = await c.chat.completions.create(model="m", messages=MSG, timeout=0.3)
+            assert time.monotonic() - start < 2
+    assert r.choices[0].message.content == "abc"
+
+
+async def test_hooks_receive_retry_events() -> None:
+    events: list[Any] = []
+
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        if hits == 1:
+            return web.json_response({"error": {"message": "busy"}}, status=503)
+        return await stream_abc(request, hits)
+
+    with serve(handler) as server:
+        async with client(server, hooks=[events.append], backoff=resilient_llm.Backoff(base=0.01, cap=0.02)) as c:
+            await c.chat.completions.create(model="m", messages=MSG)
+    assert [type(e).__name__ for e in events] == ["RetryScheduled"]
+    assert events[0].reason == "InternalServerError" and 0 <= events[0].delay <= 0.02
+
+
+async def test_abandoned_and_cancelled_streams_give_their_slot_back() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return await sse(request, ["x"] * 50, gap=0.05)
+
+    with serve(handler) as server:
+        async with client(server, max_concurrency=1) as c:
+            stream = await c.chat.completions.create(model="m", messages=MSG, stream=True)
+            await stream.__anext__()
+            assert c.stats().in_flight == 1
+            del stream  # abandoned: garbage collection drops the connection and the slot
+            import gc
+
+            gc.collect()
+            assert c.stats().in_flight == 0
+            stream2 = await c.chat.completions.create(model="m", messages=MSG, stream=True)
+            with anyio.move_on_after(0.1):
+                async for _ in stream2:
+                    pass
+            assert c.stats().in_flight == 0  # cancelled mid-iteration: the stream is closed
+            assert stream2.closed
+        await anyio.sleep(0.2)
+    assert server.disconnects >= 1  # the server saw the client go away
+
+
+async def test_client_metrics_in_prometheus_text() -> None:
+    with serve(stream_abc) as server:
+        async with client(server) as c:
+            await c.chat.completions.create(model="m", messages=MSG)
+            text = c.metrics().decode()
+    assert "resilient_llm_attempts_total 1.0" in text
+    assert "resilient_llm_in_flight 0.0" in text
+
+
+async def test_responses_create_is_reassembled_from_events() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        body = await request.json()
+        assert body["stream"] is True and "stream_options" not in body
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        final = {"id": "resp_1", "object": "response", "created_at": 1, "model": "m", "status": "completed",
+                 "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                             "content": [{"type": "output_text", "text": "hello", "annotations": []}]}]}
+        for event in ({"type": "response.created", "response": {**final, "status": "in_progress", "output": []}},
+                      {"type": "response.output_text.delta", "delta": "hello"},
+                      {"type": "response.completed", "response": final}):
+            await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+        return resp
+
+    with serve(handler) as server:
+        async with client(server) as c:
+            r = await c.responses.create(model="m", input="hi")
+    assert r.output_text == "hello"

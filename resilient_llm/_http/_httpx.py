@@ -43,6 +43,13 @@ class HttpxResponse:
         except httpx.TransportError as exc:
             raise _broken_body(self._resp, exc) from exc
 
+    def close(self) -> None:
+        """httpx closes a streamed response only asynchronously: nothing to do here.
+
+        An abandoned stream's connection is reclaimed when the response is garbage collected; close
+        streams with ``async with`` or ``aclose()`` to drop the connection at once.
+        """
+
     async def aclose(self) -> None:
         chunks, self._chunks = self._chunks, None
         aclose = getattr(chunks, "aclose", None)
