@@ -1,0 +1,411 @@
+"""A circuit breaker fed by the server's own queue depth as well as by failures.
+
+Two independent reasons stop new calls:
+
+* **Holding** (load): the server reports ``waiting >= high_watermark`` requests in its queue, or a
+  KV cache usage ``>= kv_high``. The hold is released only once the queue falls to ``low_watermark``
+  (and the KV usage to ``kv_low``): hysteresis, so that the breaker does not flap around one value.
+  Only fresh metrics hold: a load older than ``stale_after`` seconds is ignored, and with no fresh
+  load every hold is released and the breaker falls back to failures alone.
+* **Open** (failures): ``failure_threshold`` consecutive failures open it for ``open_cooldown``
+  seconds; then it lets ``half_open_probes`` calls through (half-open). That many successes close it;
+  a failure re-opens it with the cooldown doubled, up to ``max_cooldown``.
+
+The state is a function of the events seen and of the clock: the cooldown ending and metrics going
+stale are noticed when the breaker is next asked (no timers, nothing sleeps). All time values are in
+seconds on the injected ``clock``, the same clock as :attr:`ServerLoad.scraped_at`.
+
+``state`` is ``"open"`` while failures keep it open, else ``"half_open"`` while probing, else
+``"holding"`` while the load holds calls, else ``"closed"``. Leaving ``open``/``half_open`` for
+``closed`` or ``holding`` is the server's recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+from urllib.parse import urlsplit
+
+import anyio
+
+from .._vllm._load import ServerLoad
+from ._validate import check_int, check_number, reject
+
+__all__ = ["Breaker", "BreakerConfig", "BreakerState", "FailureKind", "TransitionListener"]
+
+BreakerState = Literal["closed", "holding", "open", "half_open"]
+FailureKind = Literal["connect", "timeout", "server"]
+#: Called as ``listener(old_state, new_state, reason)`` on every change of :attr:`Breaker.state`.
+TransitionListener = Callable[[str, str, str], None]
+
+logger: Final = logging.getLogger("resilient_llm.breaker")
+
+_FailureState = Literal["closed", "open", "half_open"]
+#: Enough doublings to take the smallest positive float past the largest: capped long before.
+_MAX_DOUBLINGS: Final = 2200
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BreakerConfig:
+    """Settings of the :class:`Breaker` (and of the client's ``/metrics`` poller); seconds for times.
+
+    ``high_watermark``: waiting requests at which new calls are held; ``None`` derives it from the
+    observed capacity (the largest ``running`` seen) as ``max(min_high_watermark,
+    ceil(high_fraction * capacity))``. ``low_watermark``: calls resume at or below it; ``None`` is
+    ``high // 2``. ``kv_high`` / ``kv_low``: the same for KV cache usage (0..1).
+    ``failure_threshold`` consecutive failures open the breaker for ``open_cooldown``, doubled per
+    consecutive re-open up to ``max_cooldown``; ``half_open_probes`` calls go through in half-open and
+    as many successes close it. A load older than ``stale_after`` is ignored. ``poll_interval``,
+    ``metrics_url`` and ``orphan_grace`` are read by the client's ``/metrics`` poller; they are
+    validated here (``stale_after`` must exceed ``poll_interval``). The repr masks credentials and
+    query strings in ``metrics_url``.
+    """
+
+    high_watermark: int | None = None
+    low_watermark: int | None = None
+    min_high_watermark: int = 8
+    high_fraction: float = 0.25
+    kv_high: float = 0.98
+    kv_low: float = 0.90
+    failure_threshold: int = 5
+    open_cooldown: float = 1.0
+    max_cooldown: float = 30.0
+    half_open_probes: int = 2
+    stale_after: float = 5.0
+    poll_interval: float = 0.5
+    metrics_url: str | None = None
+    orphan_grace: float = 5.0
+
+    def __post_init__(self) -> None:
+        name = "BreakerConfig"
+        if self.high_watermark is not None:
+            check_int(name, "high_watermark", self.high_watermark, at_least=1)
+        if self.low_watermark is not None:
+            check_int(name, "low_watermark", self.low_watermark, at_least=0)
+            if self.high_watermark is not None and self.low_watermark > self.high_watermark:
+                reject(name, "low_watermark", self.low_watermark, f"<= high_watermark={self.high_watermark}")
+        check_int(name, "min_high_watermark", self.min_high_watermark, at_least=1)
+        check_number(name, "high_fraction", self.high_fraction, above=0)
+        check_number(name, "kv_high", self.kv_high, above=0, at_most=1)
+        check_number(name, "kv_low", self.kv_low, above=0, at_most=self.kv_high)
+        check_int(name, "failure_threshold", self.failure_threshold, at_least=1)
+        check_number(name, "open_cooldown", self.open_cooldown, above=0)
+        check_number(name, "max_cooldown", self.max_cooldown, at_least=self.open_cooldown)
+        check_int(name, "half_open_probes", self.half_open_probes, at_least=1)
+        check_number(name, "poll_interval", self.poll_interval, above=0)
+        check_number(name, "stale_after", self.stale_after, above=self.poll_interval)
+        check_number(name, "orphan_grace", self.orphan_grace, at_least=0)
+        if self.metrics_url is not None:
+            _check_url(self.metrics_url)
+
+    def watermarks(self, capacity: int | None) -> tuple[int, int]:
+        """``(high, low)`` in effect when the largest ``running`` seen is ``capacity`` (``None``: unknown)."""
+        if self.high_watermark is not None:
+            high = self.high_watermark
+        else:
+            high = max(self.min_high_watermark, math.ceil(self.high_fraction * (capacity or 0)))
+        low = high // 2 if self.low_watermark is None else min(self.low_watermark, high)
+        return high, low
+
+    def __repr__(self) -> str:
+        shown = []
+        for key in self.__dataclass_fields__:
+            value = getattr(self, key)
+            if key == "metrics_url" and value is not None:
+                value = _redact(value)
+            shown.append(f"{key}={value!r}")
+        return f"BreakerConfig({', '.join(shown)})"
+
+
+class Breaker:
+    """The breaker's state machine; see the module documentation. Not thread-safe (one event loop).
+
+    The limiter admits a call only while ``in_flight < allowance()``; the client reports the
+    outcome of each attempt with :meth:`on_success` / :meth:`on_failure` and each scrape of
+    ``/metrics`` with :meth:`on_load`. ``clock`` returns seconds (default
+    :func:`anyio.current_time`, which needs a running event loop).
+    """
+
+    def __init__(self, config: BreakerConfig, *, clock: Callable[[], float] = anyio.current_time) -> None:
+        if not isinstance(config, BreakerConfig):
+            raise TypeError(f"config must be a BreakerConfig, got {config!r}")
+        self._config = config
+        self._clock = clock
+        self._listeners: list[TransitionListener] = []
+        self._state: BreakerState = "closed"
+        # failures
+        self._failures: _FailureState = "closed"
+        self._consecutive_failures = 0
+        self._reopens = 0
+        self._opened_at = 0.0
+        self._cooldown = config.open_cooldown
+        self._probe_successes = 0
+        self._open_reason = ""
+        self._half_open_reason = ""
+        self._closed_reason = "no recent failures"
+        # load
+        self._load: ServerLoad | None = None
+        self._load_at = 0.0
+        self._max_running = 0
+        self._metrics: Literal["unknown", "available", "unavailable"] = "unknown"
+        self._queue_hold: str | None = None  # the reason while holding on queue depth
+        self._kv_hold: str | None = None  # the reason while holding on KV cache usage
+
+    @property
+    def config(self) -> BreakerConfig:
+        return self._config
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def state(self) -> BreakerState:
+        """``"closed"``, ``"holding"``, ``"open"`` or ``"half_open"`` now."""
+        self._refresh(self._clock())
+        return self._state
+
+    @property
+    def reason(self) -> str:
+        """Why the breaker is in its current state, e.g. ``"waiting 40 >= high watermark 32"``."""
+        self._refresh(self._clock())
+        return self._reason()
+
+    def allowance(self) -> int | None:
+        """The most calls that may be in flight now: ``None`` no limit, 0 admit nothing new, k probing."""
+        self._refresh(self._clock())
+        if self._state == "closed":
+            return None
+        if self._state == "half_open" and not self._holding():
+            return self._config.half_open_probes
+        return 0
+
+    def retry_in(self) -> float | None:
+        """Seconds until the breaker would admit calls again, when known (the rest of an open cooldown)."""
+        now = self._clock()
+        self._refresh(now)
+        if self._state != "open":
+            return None
+        return max(0.0, self._opened_at + self._cooldown - now)
+
+    @property
+    def metrics_available(self) -> bool:
+        """Whether a fresh (younger than ``stale_after``) server load is in effect."""
+        self._refresh(self._clock())
+        return self._load is not None
+
+    @property
+    def load(self) -> ServerLoad | None:
+        """The fresh server load in effect, if any."""
+        self._refresh(self._clock())
+        return self._load
+
+    @property
+    def capacity(self) -> int | None:
+        """The largest ``running`` the server has reported; ``None`` until it reported a running request."""
+        return self._max_running or None
+
+    @property
+    def high_watermark(self) -> int | None:
+        """The waiting-queue depth at which calls are held, in effect now (configured or derived)."""
+        return self._config.watermarks(self.capacity)[0]
+
+    @property
+    def low_watermark(self) -> int:
+        """The waiting-queue depth at or below which a queue hold is released, in effect now."""
+        return self._config.watermarks(self.capacity)[1]
+
+    # ------------------------------------------------------------------ events
+
+    def add_listener(self, fn: TransitionListener) -> None:
+        """Call ``fn(old_state, new_state, reason)`` on every change of :attr:`state`."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: TransitionListener) -> None:
+        """Stop calling ``fn``; no error if it was not registered."""
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def on_load(self, load: ServerLoad | None) -> None:
+        """A scrape of the server's metrics; ``None`` when the scrape failed or the server has none.
+
+        A failed scrape changes nothing by itself: the last load holds until it is ``stale_after`` old.
+        A load already that old on arrival is ignored, as is one older than the load in effect.
+        """
+        now = self._clock()
+        self._refresh(now)
+        if load is None:
+            if self._load is None:
+                self._metrics_lost("the scrape failed")
+        elif now - load.scraped_at > self._config.stale_after:
+            if self._load is None:
+                self._metrics_lost(f"the latest scrape is {now - load.scraped_at:.1f}s old")
+        elif self._load is None or load.scraped_at >= self._load.scraped_at:
+            self._apply_load(load, now)
+        self._publish()
+
+    def on_success(self) -> None:
+        """An attempt got its answer; in half-open, a probe succeeded."""
+        self._refresh(self._clock())
+        if self._failures == "half_open":
+            self._probe_successes += 1
+            if self._probe_successes >= self._config.half_open_probes:
+                self._failures = "closed"
+                self._reopens = 0
+                self._closed_reason = f"{self._probe_successes} probe call(s) succeeded"
+        self._consecutive_failures = 0
+        self._publish()
+
+    def on_failure(self, kind: FailureKind) -> None:
+        """An attempt failed in a way that says the server is down or overloaded.
+
+        ``kind``: ``"connect"`` (refused or reset), ``"timeout"`` (stalled) or ``"server"`` (5xx).
+        Failures reported while open (calls started earlier) change nothing.
+        """
+        now = self._clock()
+        self._refresh(now)
+        if self._failures == "closed":
+            self._consecutive_failures += 1
+            if self._consecutive_failures >= self._config.failure_threshold:
+                self._open(now, f"{self._consecutive_failures} consecutive failures (last: {kind})")
+        elif self._failures == "half_open":
+            self._reopens += 1
+            self._open(now, f"a probe call failed ({kind})")
+        self._publish()
+
+    # --------------------------------------------------------------- internals
+
+    def _open(self, now: float, why: str) -> None:
+        cfg = self._config
+        try:
+            doubled = math.ldexp(cfg.open_cooldown, min(self._reopens, _MAX_DOUBLINGS))
+        except OverflowError:
+            doubled = cfg.max_cooldown
+        self._failures = "open"
+        self._opened_at = now
+        self._cooldown = min(cfg.max_cooldown, doubled)
+        self._consecutive_failures = 0
+        self._probe_successes = 0
+        self._open_reason = f"{why}; cooldown {self._cooldown:g}s"
+
+    def _apply_load(self, load: ServerLoad, now: float) -> None:
+        if self._metrics == "unavailable":
+            logger.info("server metrics are available again: holding on queue depth resumes")
+        elif self._metrics == "unknown":
+            logger.debug("server metrics available")
+        self._metrics = "available"
+        self._load = load
+        self._load_at = min(load.scraped_at, now)  # a clock ahead of ours must not keep it fresh
+        self._max_running = max(self._max_running, load.running)
+        cfg = self._config
+        high, low = cfg.watermarks(self.capacity)
+        waiting = load.waiting
+        if waiting >= high:
+            self._queue_hold = f"waiting {waiting} >= high watermark {high}"
+        elif self._queue_hold is not None:
+            if waiting <= low:
+                self._queue_hold = None
+                self._closed_reason = f"waiting {waiting} <= low watermark {low}"
+            else:
+                self._queue_hold = f"waiting {waiting} > low watermark {low} (held since >= {high})"
+        kv = load.kv_cache_usage
+        if kv is None:
+            if self._kv_hold is not None:
+                self._closed_reason = "KV cache usage no longer reported"
+            self._kv_hold = None
+        elif kv >= cfg.kv_high:
+            self._kv_hold = f"KV cache usage {kv:.1%} >= {cfg.kv_high:.1%}"
+        elif self._kv_hold is not None:
+            if kv <= cfg.kv_low:
+                self._kv_hold = None
+                self._closed_reason = f"KV cache usage {kv:.1%} <= {cfg.kv_low:.1%}"
+            else:
+                self._kv_hold = (
+                    f"KV cache usage {kv:.1%} > {cfg.kv_low:.1%} (held since >= {cfg.kv_high:.1%})"
+                )
+
+    def _metrics_lost(self, why: str) -> None:
+        if self._queue_hold is not None or self._kv_hold is not None:
+            self._closed_reason = f"no fresh server metrics ({why}): hold released"
+        self._load = None
+        self._queue_hold = self._kv_hold = None
+        if self._metrics != "unavailable":
+            logger.warning(
+                "server metrics unavailable (%s): the breaker acts on failures only until they return", why
+            )
+        self._metrics = "unavailable"
+
+    def _refresh(self, now: float) -> None:
+        """Apply what the passing of time changes (cooldown over, metrics stale), then publish."""
+        if self._failures == "open" and now >= self._opened_at + self._cooldown:
+            self._failures = "half_open"
+            self._probe_successes = 0
+            probes = self._config.half_open_probes
+            self._half_open_reason = (
+                f"cooldown of {self._cooldown:g}s over; letting {probes} probe call(s) through"
+            )
+        if self._load is not None and now - self._load_at > self._config.stale_after:
+            self._metrics_lost(f"none for {now - self._load_at:.1f}s")
+        self._publish()
+
+    def _holding(self) -> bool:
+        return self._queue_hold is not None or self._kv_hold is not None
+
+    def _effective_state(self) -> BreakerState:
+        if self._failures != "closed":
+            return self._failures
+        return "holding" if self._holding() else "closed"
+
+    def _reason(self) -> str:
+        holds = "; ".join(r for r in (self._queue_hold, self._kv_hold) if r is not None)
+        if self._state == "open":
+            return self._open_reason
+        if self._state == "half_open":
+            return f"{self._half_open_reason}; {holds}" if holds else self._half_open_reason
+        if self._state == "holding":
+            return holds
+        return self._closed_reason
+
+    def _publish(self) -> None:
+        new = self._effective_state()
+        old = self._state
+        if new == old:
+            return
+        self._state = new
+        reason = self._reason()
+        for listener in list(self._listeners):
+            try:
+                listener(old, new, reason)
+            except Exception:
+                logger.exception("breaker listener %r failed on %s -> %s", listener, old, new)
+
+    def __repr__(self) -> str:
+        return f"Breaker(state={self._state!r}, reason={self._reason()!r})"
+
+
+def _check_url(url: object) -> None:
+    expected = "an http(s) URL or None"
+    if not isinstance(url, str):
+        reject("BreakerConfig", "metrics_url", url, expected)
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        reject("BreakerConfig", "metrics_url", _redact(url), expected)
+
+
+def _redact(url: str) -> str:
+    """``url`` for logs, reprs and errors: credentials and query string masked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "?***" if parts.query else ""
+    scheme = f"{parts.scheme}://" if parts.scheme else ""
+    return f"{scheme}{netloc}{parts.path}{query}"
