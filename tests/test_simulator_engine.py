@@ -373,4 +373,4 @@ def test_metrics_history_answers_the_past() -> None:
         history.record(float(t), (snapshot(0, t, 0),))
     assert history.at(7.5) is not None and history.at(7.5)[0].running == 7  # type: ignore[index]
     assert history.at(100.0)[0].running == 9  # type: ignore[index]
-    assert history.at(6.9) is None  # older than the horizon kept: only 7 and later remain
+    assert history.at(6.9)[0].running == 7  # type: ignore[index]  # before what is kept: the oldest kept

@@ -134,8 +134,10 @@ class MetricsHistory:
             self._entries.popleft()
 
     def at(self, t: float) -> tuple[EngineSnapshot, ...] | None:
-        """The latest snapshots recorded at or before ``t``; ``None`` if there are none that old."""
-        found = None
+        """The latest snapshots recorded at or before ``t`` (the oldest kept if ``t`` is older)."""
+        if not self._entries:
+            return None
+        found = self._entries[0][1]
         for when, snapshots in self._entries:
             if when > t:
                 break
