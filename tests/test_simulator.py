@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -350,7 +351,7 @@ async def test_samples_and_hook_record_queue_depth() -> None:
     assert samples == seen[: len(samples)]
     assert max(s.running for s in samples) == 1 and max(s.waiting for s in samples) >= 1
     assert samples[-1].running == samples[-1].waiting == 0
-    assert all(a.elapsed < b.elapsed for a, b in zip(samples, samples[1:]))
+    assert all(a.elapsed < b.elapsed for a, b in itertools.pairwise(samples))
 
 
 # -- determinism ------------------------------------------------------------------------------------
@@ -386,9 +387,10 @@ async def test_simulator_thread_serves_any_event_loop(anyio_backend: str) -> Non
     with SimulatorThread(SimulatorConfig(**FAST)) as sim:
         async with httpx.AsyncClient(base_url=sim.base_url, timeout=5) as client:
             response = await client.post("/chat/completions", json=chat(max_tokens=3))
-        assert response.json()["usage"]["completion_tokens"] == 3
-        assert sim.stats().requests_completed == 1
-        sim.set_metrics_mode("missing")
-        assert httpx.get(sim.url + "/metrics").status_code == 404
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(sim.url + "/health")
+            assert response.json()["usage"]["completion_tokens"] == 3
+            assert sim.stats().requests_completed == 1
+            sim.set_metrics_mode("missing")
+            assert (await client.get(sim.url + "/metrics")).status_code == 404
+    async with httpx.AsyncClient(timeout=5) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(sim.url + "/health")
