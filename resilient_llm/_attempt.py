@@ -64,10 +64,19 @@ class Watch:
     """An attempt waiting on the server, as the orphan detector sees it."""
 
     __slots__ = (
-        "client_waiting", "deadline_at", "orphaned", "scope", "sent_at", "server_active", "silence", "silent_since"
+        "client_waiting",
+        "deadline_at",
+        "orphaned",
+        "scope",
+        "sent_at",
+        "server_active",
+        "silence",
+        "silent_since",
     )
 
-    def __init__(self, scope: anyio.CancelScope, now: float, silence: float | None, deadline_at: float) -> None:
+    def __init__(
+        self, scope: anyio.CancelScope, now: float, silence: float | None, deadline_at: float
+    ) -> None:
         self.scope = scope
         self.sent_at = now
         self.silent_since = now

@@ -47,6 +47,7 @@ from ._exceptions import (
     CircuitOpenError,
     DeadlineExceeded,
     OrphanedRequestError,
+    ServerUnreachable,
     StallError,
     StreamError,
 )
@@ -79,10 +80,11 @@ class CallSpec:
 
 
 class _CallState:
-    __slots__ = ("attempts", "last_error", "phase")
+    __slots__ = ("attempts", "last_error", "phase", "retries")
 
     def __init__(self) -> None:
         self.attempts = 0
+        self.retries = 0  # the retries that count against max_retries and the budget
         self.last_error: BaseException | None = None
         self.phase = "queued"
 
@@ -338,18 +340,23 @@ class Engine:
             raise exc
         elif not isinstance(exc, APIConnectionError) and not isinstance(exc, StreamError):
             raise exc  # a schema problem: retrying gets the same answer
-        retry = state.attempts  # retries made so far + 1
-        if retry > settings.max_retries:
-            raise exc
-        if not self.budget.try_withdraw():
-            self.counters.budget_exhausted += 1
-            logger.warning(
-                "not retrying %s: the retry budget is exhausted (%s: %s)",
-                spec.request.url,
-                type(exc).__name__,
-                exc,
-            )
-            raise exc
+        # A server that refuses connections is down or restarting: with the breaker on, the call waits
+        # for it within its deadline (only the breaker's probes go out) instead of using up retries.
+        waits_for_ready = isinstance(exc, ServerUnreachable) and self.breaker is not None
+        if not waits_for_ready:
+            state.retries += 1
+            if state.retries > settings.max_retries:
+                raise exc
+            if not self.budget.try_withdraw():
+                self.counters.budget_exhausted += 1
+                logger.warning(
+                    "not retrying %s: the retry budget is exhausted (%s: %s)",
+                    spec.request.url,
+                    type(exc).__name__,
+                    exc,
+                )
+                raise exc
+        retry = state.attempts
         delay = max(settings.backoff.delay(retry, None), wait_at_least)
         remaining = deadline_at - self.clock()
         if delay + MIN_ATTEMPT_TIME > remaining:
@@ -362,11 +369,12 @@ class Engine:
             ) from exc
         self.counters.retries += 1
         logger.info(
-            "retrying %s in %.2fs (retry %d of %d): %s: %s",
+            "retrying %s in %.2fs (%s): %s: %s",
             spec.request.url,
             delay,
-            retry,
-            settings.max_retries,
+            "waiting for the server to accept connections"
+            if waits_for_ready
+            else f"retry {state.retries} of {settings.max_retries}",
             type(exc).__name__,
             exc,
         )

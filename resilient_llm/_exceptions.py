@@ -17,6 +17,7 @@ openai-style class a caller would already catch::
     │   │   ├── RateLimitError                   429
     │   │   └── InternalServerError              >= 500
     │   ├── APIConnectionError                   no usable response
+    │   │   ├── ServerUnreachable                refused / unreachable: down or restarting
     │   │   ├── APITimeoutError
     │   │   │   ├── DeadlineExceeded             the call's deadline ran out
     │   │   │   │   └── CircuitOpenError         held by the breaker; the deadline cannot be met
@@ -52,6 +53,7 @@ __all__ = [
     "OrphanedRequestError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ServerUnreachable",
     "StallError",
     "StreamError",
     "UnprocessableEntityError",
@@ -122,31 +124,31 @@ class APIStatusError(APIError):
 
 
 class BadRequestError(APIStatusError):
-    status_code: Literal[400] = 400  # type: ignore[assignment]
+    status_code: Literal[400] = 400
 
 
 class AuthenticationError(APIStatusError):
-    status_code: Literal[401] = 401  # type: ignore[assignment]
+    status_code: Literal[401] = 401
 
 
 class PermissionDeniedError(APIStatusError):
-    status_code: Literal[403] = 403  # type: ignore[assignment]
+    status_code: Literal[403] = 403
 
 
 class NotFoundError(APIStatusError):
-    status_code: Literal[404] = 404  # type: ignore[assignment]
+    status_code: Literal[404] = 404
 
 
 class ConflictError(APIStatusError):
-    status_code: Literal[409] = 409  # type: ignore[assignment]
+    status_code: Literal[409] = 409
 
 
 class UnprocessableEntityError(APIStatusError):
-    status_code: Literal[422] = 422  # type: ignore[assignment]
+    status_code: Literal[422] = 422
 
 
 class RateLimitError(APIStatusError):
-    status_code: Literal[429] = 429  # type: ignore[assignment]
+    status_code: Literal[429] = 429
 
 
 class InternalServerError(APIStatusError):
@@ -158,6 +160,15 @@ class APIConnectionError(APIError):
 
     def __init__(self, *, message: str = "Connection error.", request: httpx.Request) -> None:
         super().__init__(message, request, body=None)
+
+
+class ServerUnreachable(APIConnectionError):
+    """No connection could be opened (refused, unreachable): the server is down or restarting.
+
+    With the circuit breaker on, such a failure does not use up ``max_retries`` or the retry budget:
+    the call waits, within its deadline, while the breaker's half-open probes find out when the server
+    is back (gRPC's "wait for ready").
+    """
 
 
 class APITimeoutError(APIConnectionError):

@@ -63,6 +63,18 @@ class Limiter:
         self._clock = clock
         self._waiters: deque[_Waiter] = deque()
         self._armed: _Waiter | None = None
+        self._budget: int | None = None
+
+    def set_admission_budget(self, budget: int | None) -> None:
+        """Admit at most ``budget`` more calls until the next call of this method (``None``: no limit).
+
+        The server monitor sets it after each scrape to the server's headroom — free sequences plus
+        room in the waiting queue below the high watermark — so that calls held by the breaker, or a
+        burst of new ones, enter a little at a time instead of all at once.
+        """
+        self._budget = None if budget is None else max(0, budget)
+        if self._waiters:
+            self._grant()
 
     # --- state ---------------------------------------------------------------------------------
     @property
@@ -76,7 +88,8 @@ class Limiter:
         if not self._waiters or b is None:
             return 0
         allowance = b.allowance()
-        return len(self._waiters) if allowance is not None and self.in_flight >= allowance else 0
+        held = (allowance is not None and self.in_flight >= allowance) or self._budget == 0
+        return len(self._waiters) if held else 0
 
     def capacity(self) -> int:
         cap = self.max_concurrency
@@ -86,6 +99,8 @@ class Limiter:
             allowance = self._breaker.allowance()
             if allowance is not None and allowance < cap:
                 cap = allowance
+        if self._budget is not None and self.in_flight + self._budget < cap:
+            cap = self.in_flight + self._budget
         return cap
 
     # --- acquire / release -----------------------------------------------------------------------
@@ -95,6 +110,8 @@ class Limiter:
             self._ramp.start()
         if not self._waiters and self.in_flight < self.capacity():
             self.in_flight += 1
+            if self._budget is not None:
+                self._budget -= 1
         else:
             await self._wait(_Waiter(deadline), front)
         if self._rate_limit is not None:
@@ -125,6 +142,9 @@ class Limiter:
         while waiters and self.in_flight < cap:
             w = waiters.popleft()
             self.in_flight += 1
+            if self._budget is not None:
+                self._budget -= 1
+                cap = min(cap, self.in_flight + self._budget)
             w.granted = True
             w.event.set()
         if waiters and waiters[0] is not self._armed:

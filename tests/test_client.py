@@ -490,8 +490,9 @@ async def test_retry_budget_stops_a_retry_storm() -> None:
 
     budget = resilient_llm.RetryBudgetConfig(ratio=0.0, min_per_second=0.2, ttl=10.0)  # 2 retries per 10 s
     with serve(handler) as server:
-        async with client(server, max_retries=10, retry_budget=budget,
-                          backoff=resilient_llm.Backoff(base=0.001, cap=0.002)) as c:
+        async with client(
+            server, max_retries=10, retry_budget=budget, backoff=resilient_llm.Backoff(base=0.001, cap=0.002)
+        ) as c:
             for _ in range(3):
                 with pytest.raises(InternalServerError):
                     await c.chat.completions.create(model="m", messages=MSG)
@@ -524,7 +525,9 @@ async def test_hooks_receive_retry_events() -> None:
         return await stream_abc(request, hits)
 
     with serve(handler) as server:
-        async with client(server, hooks=[events.append], backoff=resilient_llm.Backoff(base=0.01, cap=0.02)) as c:
+        async with client(
+            server, hooks=[events.append], backoff=resilient_llm.Backoff(base=0.01, cap=0.02)
+        ) as c:
             await c.chat.completions.create(model="m", messages=MSG)
     assert [type(e).__name__ for e in events] == ["RetryScheduled"]
     assert events[0].reason == "InternalServerError" and 0 <= events[0].delay <= 0.02
@@ -569,12 +572,27 @@ async def test_responses_create_is_reassembled_from_events() -> None:
         assert body["stream"] is True and "stream_options" not in body
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        final = {"id": "resp_1", "object": "response", "created_at": 1, "model": "m", "status": "completed",
-                 "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-                             "content": [{"type": "output_text", "text": "hello", "annotations": []}]}]}
-        for event in ({"type": "response.created", "response": {**final, "status": "in_progress", "output": []}},
-                      {"type": "response.output_text.delta", "delta": "hello"},
-                      {"type": "response.completed", "response": final}):
+        final = {
+            "id": "resp_1",
+            "object": "response",
+            "created_at": 1,
+            "model": "m",
+            "status": "completed",
+            "output": [
+                {
+                    "type": "message",
+                    "id": "msg_1",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": "hello", "annotations": []}],
+                }
+            ],
+        }
+        for event in (
+            {"type": "response.created", "response": {**final, "status": "in_progress", "output": []}},
+            {"type": "response.output_text.delta", "delta": "hello"},
+            {"type": "response.completed", "response": final},
+        ):
             await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
         return resp
 

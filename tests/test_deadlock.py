@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(12
 
 SCALE = 0.02  # 1 simulated second = 20 ms
 CAPACITY = 8
-WORKLOAD = ArcWorkload(tasks=8, rounds=2, calls_per_round=8, median_tokens=200, sigma=0.6, max_answer_tokens=1200)
+WORKLOAD = ArcWorkload(
+    tasks=8, rounds=2, calls_per_round=8, median_tokens=200, sigma=0.6, max_answer_tokens=1200
+)
 FAULTS = {"ghost": 0.05, "lost": 0.05}
 
 
@@ -33,7 +35,12 @@ def anyio_backend() -> str:
 def simulator() -> VLLMSimulator:
     return VLLMSimulator(
         SimulatorConfig(
-            capacity=CAPACITY, time_scale=SCALE, tick=0.02, seed=3, faults=FAULTS, metrics_lag=1.0,
+            capacity=CAPACITY,
+            time_scale=SCALE,
+            tick=0.02,
+            seed=3,
+            faults=FAULTS,
+            metrics_lag=1.0,
             sample_interval=1.0,
         )
     )
@@ -66,8 +73,15 @@ async def test_incident_settings_leave_calls_hanging() -> None:
     limit = 4 * ideal_real_seconds()
     async with simulator() as sim:
         client = AsyncOpenAI(
-            api_key="EMPTY", base_url=sim.base_url, timeout=2500 * SCALE, max_retries=2, stall_timeout=None,
-            breaker=None, ramp_up=0, max_concurrency=100, deadline=10 * 2500 * SCALE,
+            api_key="EMPTY",
+            base_url=sim.base_url,
+            timeout=2500 * SCALE,
+            max_retries=2,
+            stall_timeout=None,
+            breaker=None,
+            ramp_up=0,
+            max_concurrency=100,
+            deadline=10 * 2500 * SCALE,
         )
         result = await run(client, stagger=2 * SCALE, limit=limit)
         faults = sim.stats().faults_injected
@@ -87,8 +101,10 @@ async def test_default_client_completes_every_call_within_its_deadline() -> None
         sim_stats = sim.stats()
     assert not result.limit_hit
     assert result.count("ok") == WORKLOAD.calls, [o.error for o in result.outcomes if o.status != "ok"][:5]
-    assert all(o.finished is not None and o.started is not None and o.finished - o.started <= deadline
-               for o in result.outcomes)
+    assert all(
+        o.finished is not None and o.started is not None and o.finished - o.started <= deadline
+        for o in result.outcomes
+    )
     assert stats.deadlines_exceeded == 0
     assert stats.orphans + stats.stalls >= 1  # the faults were there and were caught
     assert sim_stats.faults_injected.get("ghost", 0) + sim_stats.faults_injected.get("lost", 0) >= 1

@@ -14,7 +14,8 @@ EXPECTED = {
     "DEFAULT_TIMEOUT", "DeadlineExceeded", "Event", "EventHook", "InternalServerError",
     "LengthFinishReasonError", "MetricsAvailability", "NOT_GIVEN", "NotFoundError", "NotGiven", "OpenAIError",
     "OrphanedRequestError", "OrphansAborted", "PermissionDeniedError", "RateLimit", "RateLimitError",
-    "RetryBudgetConfig", "RetryScheduled", "StallError", "Stats", "StreamError", "UnprocessableEntityError",
+    "RetryBudgetConfig", "RetryScheduled", "ServerUnreachable", "StallError", "Stats", "StreamError",
+    "UnprocessableEntityError",
     "__version__", "types",
 }
 

@@ -75,7 +75,7 @@ async def _scenario(cap: int, tasks: list[Any]) -> tuple[Limiter, list[int], lis
 @settings(max_examples=150, deadline=None)
 @given(cap=st.integers(1, 4), tasks=st.lists(task_strategy, min_size=1, max_size=12))
 def test_cap_holds_and_every_slot_returns_after_any_mix(cap: int, tasks: list[Any]) -> None:
-    limiter, grants, requested, peak = anyio.run(_scenario, cap, tasks)
+    limiter, grants, _requested, peak = anyio.run(_scenario, cap, tasks)
     assert peak <= cap
     assert limiter.in_flight == 0
     assert limiter.queued == 0

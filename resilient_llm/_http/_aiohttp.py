@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from .._exceptions import APIConnectionError, APITimeoutError
+from .._exceptions import APIConnectionError, APITimeoutError, ServerUnreachable
 from ._base import describe_request
 
 DEFAULT_POOL_SIZE = 1000
@@ -95,6 +95,11 @@ class AiohttpTransport:
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
             raise APITimeoutError(
                 describe_request(method, url, headers), message=f"Timed out connecting to {url}"
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise ServerUnreachable(
+                message=f"Cannot connect: {exc.__class__.__name__}: {exc}",
+                request=describe_request(method, url, headers),
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise APIConnectionError(

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import httpx
 
-from .._exceptions import APIConnectionError, APITimeoutError
+from .._exceptions import APIConnectionError, APITimeoutError, ServerUnreachable
 from ._base import describe_request
 
 
@@ -96,6 +96,11 @@ class HttpxTransport:
         except httpx.TimeoutException as exc:
             raise APITimeoutError(
                 describe_request(method, url, headers), message=f"Timed out connecting to {url}"
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise ServerUnreachable(
+                message=f"Cannot connect: {exc.__class__.__name__}: {exc}",
+                request=describe_request(method, url, headers),
             ) from exc
         except httpx.TransportError as exc:
             raise APIConnectionError(

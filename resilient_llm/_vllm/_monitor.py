@@ -84,7 +84,7 @@ class ServerMonitor:
             self._note_availability(load)
             self.last_load = load
             breaker.on_load(load)
-            engine.limiter.wake()
+            engine.limiter.set_admission_budget(self._headroom(load))
             if load is not None and engine.watches:
                 self._abort_orphans(load)
                 if load.waiting:
@@ -130,6 +130,16 @@ class ServerMonitor:
                 self._engine.hooks,
                 MetricsAvailability(available=available, url=str(self.url), detail=self._detail),
             )
+
+    def _headroom(self, load: ServerLoad | None) -> int | None:
+        """New calls the server can take now: free sequences plus queue room below the high watermark."""
+        breaker = self._engine.breaker
+        if load is None or breaker is None or not breaker.metrics_available:
+            return None
+        capacity, high = breaker.capacity, breaker.high_watermark
+        if capacity is None or high is None:
+            return None
+        return capacity + high - load.active
 
     def _excuse_queued(self, load: ServerLoad) -> None:
         """vLLM sends nothing while a request waits to be scheduled: that silence is no stall.

@@ -19,8 +19,12 @@ def add_parser(subparsers: Any) -> None:
             "demo.json and demo.png. Needs no GPU and no network."
         ),
     )
-    p.add_argument("--scale", type=float, default=0.05, help="real seconds per simulated second (default 0.05)")
-    p.add_argument("--capacity", type=int, default=16, help="simulated server's concurrent sequences (default 16)")
+    p.add_argument(
+        "--scale", type=float, default=0.05, help="real seconds per simulated second (default 0.05)"
+    )
+    p.add_argument(
+        "--capacity", type=int, default=16, help="simulated server's concurrent sequences (default 16)"
+    )
     p.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default ./demo-out)")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -34,8 +38,14 @@ def run(args: argparse.Namespace) -> int:
     if not (0 < args.scale <= 1):
         raise SystemExit(f"--scale must be in (0, 1], got {args.scale}")
     workload = ArcWorkload(rounds=2, calls_per_round=4) if args.quick else ArcWorkload()
-    cfg = DemoConfig(scale=args.scale, capacity=args.capacity, seed=args.seed, out_dir=args.out,
-                     chart=not args.no_chart, workload=workload)
+    cfg = DemoConfig(
+        scale=args.scale,
+        capacity=args.capacity,
+        seed=args.seed,
+        out_dir=args.out,
+        chart=not args.no_chart,
+        workload=workload,
+    )
     results = asyncio.run(run_demo(cfg))
     library = results[-1]
     return 0 if library.count("ok") == len(library.outcomes) else 1

@@ -36,15 +36,28 @@ def write_chart(report: dict[str, Any], path: Path) -> Path | None:
     ax = axes[3]
     for (label, samples), color in zip(report["queue_samples"].items(), colors, strict=False):
         if samples:
-            ax.plot([s["t"] for s in samples], [s["waiting"] for s in samples], color=color, label=f"{label}: waiting")
-            ax.plot([s["t"] for s in samples], [s["running"] for s in samples], color=color, alpha=0.4,
-                    linestyle=":", label=f"{label}: running")
+            ax.plot(
+                [s["t"] for s in samples],
+                [s["waiting"] for s in samples],
+                color=color,
+                label=f"{label}: waiting",
+            )
+            ax.plot(
+                [s["t"] for s in samples],
+                [s["running"] for s in samples],
+                color=color,
+                alpha=0.4,
+                linestyle=":",
+                label=f"{label}: running",
+            )
     ax.set_title("server queue (simulated seconds)")
     ax.legend(fontsize=7)
     for a in axes[:3]:
         a.tick_params(axis="x", labelsize=8)
-    fig.suptitle(f"resilient-llm demo: time scale {report['time_scale']:g}, ideal makespan "
-                 f"{report['ideal_makespan_simulated_s']:.0f} simulated s")
+    fig.suptitle(
+        f"resilient-llm demo: time scale {report['time_scale']:g}, ideal makespan "
+        f"{report['ideal_makespan_simulated_s']:.0f} simulated s"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

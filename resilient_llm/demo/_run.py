@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ MODEL = "openai/gpt-oss-20b"
 class DemoConfig:
     scale: float = 0.05
     capacity: int = 16
-    workload: ArcWorkload = ArcWorkload()
+    workload: ArcWorkload = field(default_factory=ArcWorkload)
     faults: dict[str, float] | None = None
     seed: int = 1
     limit_factor: float = 4.0  # a run still going at this multiple of the ideal makespan counts as hung
@@ -93,26 +93,40 @@ def prompt_for(tokens: int) -> list[dict[str, str]]:
     ]
 
 
-def incident_call(base_url: str, scale: float) -> tuple[Callable[[int, int], Awaitable[str | None]], Any, str]:
+def incident_call(
+    base_url: str, scale: float
+) -> tuple[Callable[[int, int], Awaitable[str | None]], Any, str]:
     """The incident's client: the official SDK when installed, else this library set up the same way."""
     semaphore = anyio.Semaphore(100)  # the pipeline's MAX_CONCURRENCY
     try:
         import openai
 
-        client: Any = openai.AsyncOpenAI(api_key="EMPTY", base_url=base_url, timeout=2500 * scale, max_retries=2)
+        client: Any = openai.AsyncOpenAI(
+            api_key="EMPTY", base_url=base_url, timeout=2500 * scale, max_retries=2
+        )
         name = f"openai {openai.__version__}"
     except ImportError:  # pragma: no cover - the demo extra installs openai
         client = AsyncOpenAI(
-            api_key="EMPTY", base_url=base_url, timeout=2500 * scale, max_retries=2, stall_timeout=None,
-            breaker=None, ramp_up=0, max_concurrency=100, deadline=3 * 2500 * scale + 60,
+            api_key="EMPTY",
+            base_url=base_url,
+            timeout=2500 * scale,
+            max_retries=2,
+            stall_timeout=None,
+            breaker=None,
+            ramp_up=0,
+            max_concurrency=100,
+            deadline=3 * 2500 * scale + 60,
         )
         name = "resilient_llm configured like openai (openai not installed)"
 
     async def call(tokens: int, max_tokens: int) -> str | None:
         async with semaphore:
             r = await client.chat.completions.create(
-                model=MODEL, messages=prompt_for(tokens), response_format={"type": "json_object"},
-                max_tokens=max_tokens, temperature=0.3,
+                model=MODEL,
+                messages=prompt_for(tokens),
+                response_format={"type": "json_object"},
+                max_tokens=max_tokens,
+                temperature=0.3,
                 extra_body={"skip_special_tokens": True, "simulator": {"output_tokens": tokens}},
             )
         content: str | None = r.choices[0].message.content
@@ -121,13 +135,18 @@ def incident_call(base_url: str, scale: float) -> tuple[Callable[[int, int], Awa
     return call, client, name
 
 
-def library_call(base_url: str, scale: float) -> tuple[Callable[[int, int], Awaitable[str | None]], AsyncOpenAI]:
+def library_call(
+    base_url: str, scale: float
+) -> tuple[Callable[[int, int], Awaitable[str | None]], AsyncOpenAI]:
     client = AsyncOpenAI(api_key="EMPTY", base_url=base_url, **library_settings(scale))
 
     async def call(tokens: int, max_tokens: int) -> str | None:
         r = await client.chat.completions.create(
-            model=MODEL, messages=prompt_for(tokens), response_format={"type": "json_object"},
-            max_tokens=max_tokens, temperature=0.3,
+            model=MODEL,
+            messages=prompt_for(tokens),
+            response_format={"type": "json_object"},
+            max_tokens=max_tokens,
+            temperature=0.3,
             extra_body={"skip_special_tokens": True, "simulator": {"output_tokens": tokens}},
         )
         return r.choices[0].message.content
@@ -158,19 +177,26 @@ async def _one_run(
             while True:
                 progress.update(
                     bar,
-                    info=f"ok {done['ok']}  failed {done['failed']}  server running {sim.running} waiting {sim.waiting}",
+                    info=f"ok {done['ok']}  failed {done['failed']}  "
+                    f"server running {sim.running} waiting {sim.waiting}",
                 )
                 await anyio.sleep(0.2)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(ticker)
-            result = await run_workload(call, cfg.workload, label=label, stagger=stagger, limit=limit,
-                                        on_progress=on_progress)
+            result = await run_workload(
+                call, cfg.workload, label=label, stagger=stagger, limit=limit, on_progress=on_progress
+            )
             tg.cancel_scope.cancel()
         hung = result.count("hung") + result.count("not_run")
-        progress.update(bar, info=f"ok {done['ok']}  failed {done['failed']}  hung {hung}" + (
-            "  (stopped at the time limit)" if result.limit_hit else ""))
-        samples = [{"t": s.elapsed / cfg.scale, "running": s.running, "waiting": s.waiting} for s in sim.samples()]
+        progress.update(
+            bar,
+            info=f"ok {done['ok']}  failed {done['failed']}  hung {hung}"
+            + ("  (stopped at the time limit)" if result.limit_hit else ""),
+        )
+        samples = [
+            {"t": s.elapsed / cfg.scale, "running": s.running, "waiting": s.waiting} for s in sim.samples()
+        ]
         await _close(client)
         await anyio.sleep(0.1)  # let aborted requests settle their token counts
         stats = sim.stats()
@@ -198,15 +224,20 @@ async def _close(client: Any) -> None:
 
 
 def _table(results: list[RunResult], cfg: DemoConfig) -> Table:
-    table = Table(title=f"ARC-shaped workload, {cfg.workload.calls} calls, faults "
-                  f"{', '.join(f'{k} {v:.0%}' for k, v in (cfg.faults or INCIDENT_FAULTS).items())}")
+    table = Table(
+        title=f"ARC-shaped workload, {cfg.workload.calls} calls, faults "
+        f"{', '.join(f'{k} {v:.0%}' for k, v in (cfg.faults or INCIDENT_FAULTS).items())}"
+    )
     for col in ("run", "ok", "failed", "hung", "makespan (sim s)", "÷ ideal", "wasted tokens"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for r in results:
         s = r.summary()
         hung = s["hung"] + s["not_run"]
         table.add_row(
-            r.label, str(s["ok"]), str(s["failed"]), f"[bold red]{hung}[/]" if hung else "0",
+            r.label,
+            str(s["ok"]),
+            str(s["failed"]),
+            f"[bold red]{hung}[/]" if hung else "0",
             f"{s['makespan_simulated_s']:.0f}" + ("+" if r.limit_hit else ""),
             f"{s['makespan_over_ideal']:.2f}" + ("+" if r.limit_hit else ""),
             f"{s['tokens_wasted']:,} ({s['wasted_pct']:.1f}%)",
@@ -228,8 +259,12 @@ async def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RunR
     all_samples: dict[str, list[dict[str, Any]]] = {}
     started = time.monotonic()
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"), console=console,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
     ) as progress:
         for label, which in runs:
             result, samples = await _one_run(cfg, label, which, progress, console)
@@ -254,5 +289,7 @@ async def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RunR
         from ._chart import write_chart
 
         png = write_chart(report, cfg.out_dir / "demo.png")
-        console.print(f"wrote {png}" if png else "chart skipped: matplotlib is not installed (pip install matplotlib)")
+        console.print(
+            f"wrote {png}" if png else "chart skipped: matplotlib is not installed (pip install matplotlib)"
+        )
     return results

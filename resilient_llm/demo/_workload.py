@@ -53,7 +53,13 @@ class ArcWorkload:
         return [
             [
                 [
-                    max(16, min(self.max_answer_tokens, round(self.median_tokens * math.exp(self.sigma * rng.gauss(0, 1)))))
+                    max(
+                        16,
+                        min(
+                            self.max_answer_tokens,
+                            round(self.median_tokens * math.exp(self.sigma * rng.gauss(0, 1))),
+                        ),
+                    )
                     for _ in range(self.calls_per_round)
                 ]
                 for _ in range(self.rounds)
@@ -116,7 +122,9 @@ def check_arc_json(content: str | None) -> None:
         raise ValueError("empty content")
     data = json.loads(content)
     if not isinstance(data, dict) or any(key not in data for key in ARC_KEYS):
-        raise ValueError(f"JSON without the expected keys: {sorted(data) if isinstance(data, dict) else type(data)}")
+        raise ValueError(
+            f"JSON without the expected keys: {sorted(data) if isinstance(data, dict) else type(data)}"
+        )
 
 
 async def run_workload(
