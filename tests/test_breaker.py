@@ -384,6 +384,7 @@ def test_stale_metrics_release_the_hold_and_warn_once(caplog: pytest.LogCaptureF
 
 
 def test_no_metrics_at_all_warns_once_and_never_holds(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
     clock = FakeClock()
     breaker, seen = make(clock)
     for _ in range(10):
@@ -453,6 +454,7 @@ def test_open_wins_over_holding() -> None:
 
 
 def test_a_failing_listener_is_logged_and_the_others_still_run(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
     clock = FakeClock()
     breaker = Breaker(BreakerConfig(failure_threshold=1), clock=clock)
     seen: list[Transition] = []
