@@ -327,7 +327,7 @@ class Engine:
     ) -> float:
         """The delay before the next attempt, or raise: not retryable, out of retries, budget or time."""
         self._count_failure(exc)
-        wait_at_least = 0.0
+        wait_at_least: float | None = None
         if isinstance(exc, APIStatusError):
             headers = exc.response.headers
             verdict = should_retry_header(headers)
@@ -357,9 +357,11 @@ class Engine:
                 )
                 raise exc
         retry = state.attempts
-        delay = max(settings.backoff.delay(retry, None), wait_at_least)
         remaining = deadline_at - self.clock()
-        if delay + MIN_ATTEMPT_TIME > remaining:
+        backoff = settings.backoff.delay(retry, None)
+        planned = retry_delay(backoff, retry_after=wait_at_least, remaining=remaining)
+        if planned is None:
+            delay = max(backoff, wait_at_least or 0.0)
             raise DeadlineExceeded(
                 self._describe(spec),
                 deadline=settings.deadline,
@@ -367,6 +369,7 @@ class Engine:
                 last_error=exc,
                 waiting_for=f"a retry needs {delay:.2f}s of backoff and {remaining:.2f}s remain",
             ) from exc
+        delay = planned
         self.counters.retries += 1
         logger.info(
             "retrying %s in %.2fs (%s): %s: %s",
@@ -384,6 +387,18 @@ class Engine:
 
     def _describe(self, spec: CallSpec) -> Any:
         return describe_request(spec.request.method, spec.request.url)
+
+
+def retry_delay(backoff: float, *, retry_after: float | None, remaining: float) -> float | None:
+    """The sleep before the next attempt: the backoff, or the server's ``Retry-After`` if longer.
+
+    ``None`` when that sleep would leave less than :data:`MIN_ATTEMPT_TIME` of the deadline: the call
+    then fails at once (``DeadlineExceeded``) rather than start a sleep or an attempt it cannot finish.
+    """
+    delay = backoff if retry_after is None or retry_after < backoff else retry_after
+    if delay + MIN_ATTEMPT_TIME > remaining:
+        return None
+    return delay
 
 
 _PHASES = {

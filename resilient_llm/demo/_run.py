@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import AsyncOpenAI, Backoff, BreakerConfig
+from .. import (
+    DEFAULT_DEADLINE,
+    DEFAULT_RAMP_UP,
+    DEFAULT_STALL_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    AsyncOpenAI,
+    Backoff,
+    BreakerConfig,
+)
 from ..testing import SimulatorConfig, VLLMSimulator
 from ._workload import ArcWorkload, CallOutcome, RunResult, run_workload
 
@@ -69,19 +77,21 @@ class DemoConfig:
 
 
 def library_settings(scale: float) -> dict[str, Any]:
-    """This library's defaults with every duration multiplied by ``scale``."""
+    """This library's defaults with every duration multiplied by ``scale`` (counts stay as they are)."""
+    backoff, breaker = Backoff(), BreakerConfig()
     return {
-        "deadline": 1800 * scale,
-        "stall_timeout": 60 * scale,
-        "timeout": 600 * scale,
-        "ramp_up": 10 * scale,
-        "backoff": Backoff(base=0.5 * scale, cap=8 * scale),
-        "breaker": BreakerConfig(
-            poll_interval=max(0.02, 0.5 * scale),
-            orphan_grace=5 * scale,
-            stale_after=5 * scale,
-            open_cooldown=1 * scale,
-            max_cooldown=30 * scale,
+        "deadline": DEFAULT_DEADLINE * scale,
+        "stall_timeout": DEFAULT_STALL_TIMEOUT * scale,
+        "timeout": DEFAULT_TIMEOUT.read * scale if DEFAULT_TIMEOUT.read else None,
+        "ramp_up": DEFAULT_RAMP_UP * scale,
+        "backoff": Backoff(base=backoff.base * scale, cap=backoff.cap * scale, jitter=backoff.jitter),
+        "breaker": replace(
+            breaker,
+            poll_interval=max(0.02, breaker.poll_interval * scale),
+            orphan_grace=breaker.orphan_grace * scale,
+            stale_after=max(0.1, breaker.stale_after * scale),
+            open_cooldown=breaker.open_cooldown * scale,
+            max_cooldown=breaker.max_cooldown * scale,
         ),
     }
 
