@@ -1,0 +1,112 @@
+"""``resilient-llm simulate``: argument parsing, errors, and a real process that starts and stops."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from resilient_llm.cli import _simulate
+from resilient_llm.testing import LogNormalLength
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="resilient-llm")
+    _simulate.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["simulate", *argv])
+
+
+def test_defaults() -> None:
+    config = _simulate.config_from_args(parse())
+    assert (config.host, config.port, config.capacity, config.time_scale) == ("127.0.0.1", 8000, 16, 1.0)
+    assert dict(config.faults) == {} and config.token_time == 0.02
+
+
+def test_options_reach_the_config() -> None:
+    args = parse(
+        "--port", "9001", "--capacity", "4", "--faults", "ghost=0.02,drop=0.01", "--time-scale", "0.1",
+        "--seed", "5", "--token-time", "0.05", "--model", "m", "--engines", "2", "--max-queued", "3",
+        "--metrics-lag", "2", "--fault-script", "lost,none,503", "--output-tokens", "lognormal:300:0.5",
+    )  # fmt: skip
+    config = _simulate.config_from_args(args)
+    assert dict(config.faults) == {"ghost": 0.02, "drop": 0.01}
+    assert config.fault_script == ("lost", "none", "503")
+    assert config.output_tokens == LogNormalLength(median=300, sigma=0.5, maximum=32768)
+    assert (config.port, config.capacity, config.seed, config.model, config.engines) == (9001, 4, 5, "m", 2)
+    assert (config.time_scale, config.token_time, config.max_queued, config.metrics_lag) == (
+        0.1,
+        0.05,
+        3,
+        2.0,
+    )
+
+
+def test_instant_means_no_delays_and_short_answers() -> None:
+    config = _simulate.config_from_args(parse("--instant"))
+    assert config.token_time == config.prefill_time_per_token == 0.0
+    assert config.output_tokens == _simulate.INSTANT_OUTPUT_TOKENS and config.reasoning_ratio == 0.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--faults", "ghost=0.02,dorp=0.01"], "unknown fault 'dorp' in 'dorp=0.01'"),
+        (["--faults", "ghost"], "'ghost' is not NAME=PROBABILITY"),
+        (["--faults", "ghost=often"], "'often' in 'ghost=often' is not a number"),
+        (["--output-tokens", "lots"], "'lots' is not N or lognormal"),
+    ],
+)
+def test_bad_arguments_name_the_bad_part(
+    argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse(*argv)
+    assert info.value.code == 2
+    assert complaint in capsys.readouterr().err
+
+
+def test_invalid_config_is_an_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _simulate.run(parse("--capacity", "0")) == 2
+    assert "capacity=0" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.timeout(30)
+def test_serves_until_sigterm() -> None:
+    port = free_port()
+    code = "import sys; from resilient_llm.cli import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "simulate", "--port", str(port), "--instant", "--log-level", "WARNING"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()  # printed once the socket is bound
+        assert f"http://127.0.0.1:{port}/v1" in banner
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert response.json()["usage"]["completion_tokens"] == _simulate.INSTANT_OUTPUT_TOKENS
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "Stopped. requests=1 completed=1" in out
