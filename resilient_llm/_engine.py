@@ -80,10 +80,11 @@ class CallSpec:
 
 
 class _CallState:
-    __slots__ = ("attempts", "last_error", "phase", "retries")
+    __slots__ = ("attempts", "last_error", "phase", "prev_delay", "retries")
 
     def __init__(self) -> None:
         self.attempts = 0
+        self.prev_delay: float | None = None  # for decorrelated jitter
         self.retries = 0  # the retries that count against max_retries and the budget
         self.last_error: BaseException | None = None
         self.phase = "queued"
@@ -166,7 +167,7 @@ class Engine:
     def _on_breaker_transition(self, old: str, new: str, reason: str) -> None:
         level = logging.WARNING if new in ("open", "holding") else logging.INFO
         logger.log(level, "circuit breaker %s -> %s: %s", old, new, reason)
-        if new == "closed" and old in ("open", "half_open") and self.ramp is not None:
+        if new in ("closed", "holding") and old in ("open", "half_open") and self.ramp is not None:
             self.ramp.restart()
         self.limiter.wake(everyone=new == "open")
         if self.hooks:
@@ -358,7 +359,7 @@ class Engine:
                 raise exc
         retry = state.attempts
         remaining = deadline_at - self.clock()
-        backoff = settings.backoff.delay(retry, None)
+        backoff = settings.backoff.delay(retry, state.prev_delay)
         planned = retry_delay(backoff, retry_after=wait_at_least, remaining=remaining)
         if planned is None:
             delay = max(backoff, wait_at_least or 0.0)
@@ -369,7 +370,7 @@ class Engine:
                 last_error=exc,
                 waiting_for=f"a retry needs {delay:.2f}s of backoff and {remaining:.2f}s remain",
             ) from exc
-        delay = planned
+        delay = state.prev_delay = planned
         self.counters.retries += 1
         logger.info(
             "retrying %s in %.2fs (%s): %s: %s",

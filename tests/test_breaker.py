@@ -68,7 +68,7 @@ def test_config_defaults() -> None:
         30.0,
         2,
     )
-    assert (cfg.stale_after, cfg.poll_interval, cfg.metrics_url, cfg.orphan_grace) == (5.0, 0.5, None, 5.0)
+    assert (cfg.stale_after, cfg.poll_interval, cfg.metrics_url, cfg.orphan_grace) == (5.0, 0.5, None, 10.0)
 
 
 @pytest.mark.parametrize(

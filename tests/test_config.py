@@ -38,7 +38,9 @@ def test_invalid_settings_name_the_argument_and_value(kwargs: dict[str, Any], me
     with pytest.raises(ConfigError) as info:
         AsyncOpenAI(base_url=kwargs.pop("base_url", "http://127.0.0.1:1/v1"), **kwargs)
     assert message in str(info.value)
-    assert repr(next(iter(kwargs.values()), "localhost:8000")) in str(info.value) or "localhost" in str(info.value)
+    assert repr(next(iter(kwargs.values()), "localhost:8000")) in str(info.value) or "localhost" in str(
+        info.value
+    )
 
 
 def test_defaults_bound_every_call() -> None:

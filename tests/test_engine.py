@@ -23,7 +23,9 @@ pytestmark = pytest.mark.timeout(30)
         (0.0, 0.0, MIN_ATTEMPT_TIME, 0.0),
     ],
 )
-def test_retry_delay_table(backoff: float, retry_after: float | None, remaining: float, expected: float | None) -> None:
+def test_retry_delay_table(
+    backoff: float, retry_after: float | None, remaining: float, expected: float | None
+) -> None:
     assert retry_delay(backoff, retry_after=retry_after, remaining=remaining) == expected
 
 

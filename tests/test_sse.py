@@ -33,7 +33,7 @@ def read_all(pieces: list[bytes]) -> list[tuple[str | None, bytes]]:
     [
         (b"data: {}", (None, b"{}")),
         (b"data:{}", (None, b"{}")),
-        (b"event: response.completed\ndata: {\"a\":1}", ("response.completed", b'{"a":1}')),
+        (b'event: response.completed\ndata: {"a":1}', ("response.completed", b'{"a":1}')),
         (b"data: a\ndata: b", (None, b"a\nb")),
         (b": keep-alive", None),
         (b"id: 7\nretry: 10\ndata: x", (None, b"x")),
@@ -43,12 +43,7 @@ def test_parse_event_table(block: bytes, expected: object) -> None:
     assert parse_event(block) == expected
 
 
-STREAM = (
-    b"data: {\"i\":1}\n\n"
-    b": comment\n\n"
-    b"event: e\ndata: two\ndata: lines\n\n"
-    b"data: [DONE]\n\n"
-)
+STREAM = b'data: {"i":1}\n\n: comment\n\nevent: e\ndata: two\ndata: lines\n\ndata: [DONE]\n\n'
 EXPECTED = [(None, b'{"i":1}'), ("e", b"two\nlines"), (None, b"[DONE]")]
 
 

@@ -114,6 +114,7 @@ class ServerMonitor:
     _detail = ""
 
     def _note_availability(self, load: ServerLoad | None) -> None:
+        """Hooks hear when metrics come and go (the breaker logs it, once each way)."""
         available = load is not None
         if available == self._available:
             return
@@ -121,11 +122,7 @@ class ServerMonitor:
         self._available = available
         if first and available:
             logger.info("reading server load from %s", self.url)
-        elif not available:
-            logger.debug("server metrics unavailable at %s (%s)", self.url, self._detail)
-        else:
-            logger.info("server metrics available again at %s", self.url)
-        if self._engine.hooks and not (first and available):
+        elif self._engine.hooks:
             emit(
                 self._engine.hooks,
                 MetricsAvailability(available=available, url=str(self.url), detail=self._detail),

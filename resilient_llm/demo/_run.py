@@ -257,7 +257,16 @@ def _table(results: list[RunResult], cfg: DemoConfig) -> Table:
 
 async def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RunResult]:
     console = console or Console()
-    logging.getLogger("resilient_llm").setLevel(logging.ERROR)
+    quiet = logging.getLogger("resilient_llm")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the progress bars and the table tell the story; restored below
+    try:
+        return await _run_all(cfg, console)
+    finally:
+        quiet.setLevel(level)
+
+
+async def _run_all(cfg: DemoConfig, console: Console) -> list[RunResult]:
     console.print(
         f"[bold]resilient-llm demo[/]: a simulated vLLM (capacity {cfg.capacity}) with the incident's faults; "
         f"time scale {cfg.scale:g} (1 simulated second = {cfg.scale * 1000:.0f} ms); "
