@@ -111,6 +111,32 @@ async def test_chat_stream_has_the_shape_of_a_real_server() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("max_tokens", "usage", "finish", "empty_finish_chunk", "fingerprint_on_finish"),
+    [
+        (None, False, "stop", True, True),
+        (None, True, "stop", True, False),
+        (10, False, "length", False, True),
+        (10, True, "length", False, False),
+    ],
+)
+async def test_finish_chunk_as_vllm_sends_it(
+    max_tokens: int | None, usage: bool, finish: str, empty_finish_chunk: bool, fingerprint_on_finish: bool
+) -> None:
+    request = chat(stream=True, simulator={"output_tokens": 20}, stream_options={"include_usage": usage})
+    if max_tokens is not None:
+        request["max_tokens"] = max_tokens
+    async with serve(reasoning_ratio=0.0) as (_, client):
+        response = await client.post("/v1/chat/completions", json=request)
+    chunks = [json.loads(p) for p in sse_payloads(response.text)[:-1]]
+    last = chunks[-2] if usage else chunks[-1]
+    assert last["choices"][0]["finish_reason"] == finish
+    assert (last["choices"][0]["delta"] == {"content": ""}) == empty_finish_chunk
+    assert ("system_fingerprint" in last) == fingerprint_on_finish
+    assert all("system_fingerprint" not in c for c in chunks if c is not last and c["choices"])
+
+
+@pytest.mark.anyio
 async def test_usage_chunk_only_when_asked() -> None:
     async with serve() as (_, client):
         response = await client.post("/v1/chat/completions", json=chat(stream=True, max_tokens=5))
@@ -202,6 +228,25 @@ async def test_errors_match_a_real_server() -> None:
 
 
 @pytest.mark.anyio
+async def test_validation_errors_paths_and_request_ids_as_vllm() -> None:
+    async with serve() as (_, client):
+        invalid = await client.post("/v1/chat/completions", json={"messages": "hi"})
+        not_found = await client.get("/v1/nothing")
+        wrong_method = await client.get("/v1/chat/completions")
+        named = await client.post(
+            "/v1/chat/completions", json=chat(max_tokens=2), headers={"X-Request-Id": "r-1"}
+        )
+    assert invalid.status_code == 400
+    assert (
+        invalid.json()["error"]["type"] == "Bad Request"
+        and invalid.json()["error"]["param"] == "body.messages"
+    )
+    assert (not_found.status_code, not_found.json()) == (404, {"detail": "Not Found"})
+    assert (wrong_method.status_code, wrong_method.json()) == (405, {"detail": "Method Not Allowed"})
+    assert named.json()["id"] == "chatcmpl-r-1" and "x-request-id" not in named.headers
+
+
+@pytest.mark.anyio
 async def test_other_endpoints() -> None:
     async with serve(embedding_dim=8) as (_, client):
         text = await client.post("/v1/completions", json={"model": MODEL, "prompt": "Once", "max_tokens": 7})
@@ -284,7 +329,7 @@ async def test_client_disconnect_aborts_and_frees_the_slot() -> None:
     assert stats.requests_aborted == 1
     assert stats.tokens_wasted > 0
     assert stats.tokens_generated == stats.tokens_delivered + stats.tokens_wasted
-    assert totals["vllm:request_success_total"] == 2
+    assert totals["vllm:request_success_total"] == 1  # vLLM 0.32 does not count aborts there
     assert totals["vllm:num_requests_running"] == 0
 
 
@@ -321,6 +366,23 @@ async def test_metrics_lag_behind_the_engine() -> None:
             tg.cancel_scope.cancel()
     assert early["vllm:num_requests_running"] == 0
     assert late["vllm:num_requests_running"] == 3
+
+
+@pytest.mark.anyio
+async def test_metrics_lag_on_arrivals_only() -> None:
+    config = {"capacity": 8, "token_time": 0.02, "metrics_lag": 30.0, "metrics_lag_mode": "arrivals"}
+    async with serve(**config) as (sim, client):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(post_chat, client, chat(simulator={"output_tokens": 2000}))  # 0.4 s
+            await anyio.sleep(0.05)
+            hidden = await metrics(client)
+            await anyio.sleep(0.3)
+            shown = await metrics(client)
+        gone = await metrics(client)  # finished: gone at once, no lag on departures
+        assert sim.running == 0
+    assert hidden["vllm:num_requests_running"] == 0
+    assert shown["vllm:num_requests_running"] == 1
+    assert gone["vllm:num_requests_running"] == 0
 
 
 @pytest.mark.anyio

@@ -90,17 +90,24 @@ async def test_status_faults(fault: str, status: int, retry_after: str | None) -
 
 @pytest.mark.anyio
 async def test_full_queue_answers_503_like_max_num_queued_reqs() -> None:
-    async with serve(capacity=1, max_queued=1) as (sim, client):
+    async with serve(capacity=1, max_queued=2) as (sim, client):  # the limit counts running + waiting
         async with anyio.create_task_group() as tg:
             for _ in range(2):
                 tg.start_soon(_post, client, chat(tokens=5000))
-            await anyio.sleep(0.05)
+            with anyio.fail_after(2):
+                while sim.running + sim.waiting < 2:
+                    await anyio.sleep(0.002)
             rejected = await client.post("/chat/completions", json=chat(tokens=5))
+            payloads, error = await read_stream(client, chat(tokens=5))
             text = (await client.get(sim.url + "/metrics")).text
             tg.cancel_scope.cancel()
     assert rejected.status_code == 503 and "retry-after" not in rejected.headers
+    assert rejected.json()["error"]["type"] == "Service Unavailable"
+    # a stream is refused inside a 200: its only event is the error
+    assert error is None and len(payloads) == 2 and payloads[1] == "[DONE]"
+    assert json.loads(payloads[0])["error"]["code"] == 503
     assert (
-        'vllm:admission_rejections_total{model_name="openai/gpt-oss-20b",reason="max_num_queued_reqs"} 1.0'
+        'vllm:admission_rejections_total{model_name="openai/gpt-oss-20b",reason="max_num_queued_reqs"} 2.0'
         in text
     )
 

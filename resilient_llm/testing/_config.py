@@ -24,6 +24,7 @@ __all__ = [
     "SCRAPE_FAULTS",
     "FaultKind",
     "LogNormalLength",
+    "MetricsLagMode",
     "ReasoningField",
     "SimulatorConfig",
     "parse_faults",
@@ -52,6 +53,7 @@ SCRAPE_FAULTS: frozenset[str] = frozenset({"metrics_missing", "metrics_frozen"})
 NO_FAULT = frozenset({"none", "ok", "-", ""})
 
 ReasoningField = Literal["reasoning_content", "reasoning", "both"]
+MetricsLagMode = Literal["snapshot", "arrivals"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -84,6 +86,12 @@ class SimulatorConfig:
     ``simulator.output_tokens`` says otherwise; ``reasoning_ratio`` of them come first as reasoning
     text, reported under ``reasoning_field``.
 
+    ``/metrics`` can trail the engine by ``metrics_lag``: in ``"snapshot"`` mode it reports the whole
+    state as it was that long ago; in ``"arrivals"`` mode, as a real vLLM 0.32 does under a burst,
+    requests appear in the gauges only ``metrics_lag`` after they arrive but leave them at once.
+    ``max_queued`` mimics ``--max-num-queued-reqs``: past that many requests in the engine (running
+    plus waiting, as observed on vLLM 0.32) new ones are refused with 503.
+
     Faults: ``faults`` maps a fault kind to its probability per attempt (request kinds) or per
     scrape (``metrics_*``); ``fault_script`` assigns faults to the first attempts in arrival order
     (``None`` or ``"none"`` for a clean attempt). A request's own ``simulator.fault`` wins over both.
@@ -113,6 +121,7 @@ class SimulatorConfig:
     slow_max_gap: float = 1.0
     restart_down_for: float = 5.0
     metrics_lag: float = 0.0
+    metrics_lag_mode: MetricsLagMode = "snapshot"
     sample_interval: float = 0.5
     embedding_dim: int = 64
     server_version: str = "0.32.0"
@@ -143,6 +152,12 @@ class SimulatorConfig:
             self.reasoning_field,
             f"must be one of {get_args(ReasoningField)}",
         )
+        _check(
+            self.metrics_lag_mode in get_args(MetricsLagMode),
+            "metrics_lag_mode",
+            self.metrics_lag_mode,
+            f"must be one of {get_args(MetricsLagMode)}",
+        )
         if isinstance(self.output_tokens, int):
             _check(self.output_tokens >= 1, "output_tokens", self.output_tokens, "must be >= 1")
         else:
@@ -153,7 +168,7 @@ class SimulatorConfig:
                 "must be an int or a LogNormalLength",
             )
         if self.max_queued is not None:
-            _check(self.max_queued >= 0, "max_queued", self.max_queued, "must be >= 0 or None")
+            _check(self.max_queued >= 1, "max_queued", self.max_queued, "must be >= 1 or None")
         object.__setattr__(self, "faults", MappingProxyType(_checked_faults(self.faults)))
         script = tuple(self.fault_script)
         for entry in script:

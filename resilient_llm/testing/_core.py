@@ -21,6 +21,7 @@ from resilient_llm.testing._engine import Engine, EngineSnapshot, Sequence
 from resilient_llm.testing._faults import FaultPlanner
 from resilient_llm.testing._metrics import MetricsHistory, render_metrics
 from resilient_llm.testing._stats import QueueSample, StatsRecorder
+from resilient_llm.testing._wire import fingerprint
 
 __all__ = ["MAX_CHUNKS_PER_SECOND", "MetricsMode", "SimulatorCore"]
 
@@ -50,6 +51,7 @@ class SimulatorCore:
         self.dead = False
         self.metrics_mode: MetricsMode = "ok"
         self.created_unix = time.time()
+        self.fingerprint = fingerprint(config.server_version)
         self._loop = loop
         self._started = loop.time()
         self._dead_since = 0.0
@@ -90,9 +92,13 @@ class SimulatorCore:
     def running(self) -> int:
         return sum(len(e.running) for e in self.engines)
 
-    def reject_queue_full(self) -> None:
-        """Count an admission refused by ``max_queued`` (as ``--max-num-queued-reqs`` does)."""
+    def queue_full(self) -> bool:
+        """Whether ``max_queued`` refuses a new request now; counts the refusal if so."""
+        limit = self.config.max_queued
+        if limit is None or self.running() + self.waiting() < limit:
+            return False
         self.engines[0].rejections += 1
+        return True
 
     def submit(self, seq: Sequence) -> None:
         """Route ``seq`` to the least loaded engine (fewest running + waiting)."""
@@ -101,11 +107,11 @@ class SimulatorCore:
         engine.submit(seq, now)
         self._changed(now)
 
-    def abort(self, seq: Sequence, reason: str = "abort") -> bool:
+    def abort(self, seq: Sequence) -> bool:
         """Take ``seq`` out of its engine; ``False`` if it had already ended or never entered one."""
         if not 0 <= seq.engine < len(self.engines):
             return False
-        aborted = self.engines[seq.engine].abort(seq, self.now(), reason)
+        aborted = self.engines[seq.engine].abort(seq, self.now())
         if aborted:
             self._changed(self.now())
         return aborted
@@ -191,6 +197,7 @@ class SimulatorCore:
             self._timer.cancel()
             self._timer = None
         self.engines = self._fresh_engines()
+        self.fingerprint = fingerprint(self.config.server_version)
         self._last_text = self._frozen_text = None
         self.stats.restarts += 1
         return dropped
@@ -216,11 +223,13 @@ class SimulatorCore:
         return self._last_text
 
     def _render(self, now: float) -> str:
+        lag = self.config.scaled(self.config.metrics_lag)
         snapshots: tuple[EngineSnapshot, ...] | None = None
-        if self.config.metrics_lag > 0:
-            snapshots = self._history.at(now - self.config.scaled(self.config.metrics_lag))
+        if lag > 0 and self.config.metrics_lag_mode == "snapshot":
+            snapshots = self._history.at(now - lag)
         if snapshots is None:
-            snapshots = tuple(e.snapshot() for e in self.engines)
+            arrived_by = now - lag if lag > 0 else None
+            snapshots = tuple(e.snapshot(arrived_by) for e in self.engines)
         return render_metrics(self.config.model, snapshots, self.created_unix)
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ class Sequence:
 
     __slots__ = (
         "_counted",
+        "arrived",
         "engine",
         "finish_reason",
         "max_gap",
@@ -82,6 +83,7 @@ class Sequence:
         self.progress = 0.0
         self.prefill_end = 0.0
         self.engine = -1
+        self.arrived = 0.0
         self._counted = 0
 
     @property
@@ -147,15 +149,15 @@ class Engine:
         """Queue ``seq`` (FIFO) and admit it at once if a slot is free."""
         self.advance(now)
         seq.engine = self.index
+        seq.arrived = now
         seq.state = SeqState.WAITING
         self.waiting.append(seq)
         self.advance(now)
 
-    def abort(self, seq: Sequence, now: float, reason: str = "abort") -> bool:
+    def abort(self, seq: Sequence, now: float) -> bool:
         """Remove ``seq`` (client gone, connection dropped); ``False`` if it had already ended.
 
-        ``reason`` is the ``finished_reason`` it is counted under ("abort", or "error" when the
-        server itself failed the request)."""
+        As in vLLM 0.32, an aborted request is not counted in ``request_success``."""
         if seq.done or seq.state is SeqState.NEW:
             return False
         self.advance(now)
@@ -167,7 +169,6 @@ class Engine:
             self.running.remove(seq)
         self._count(seq)
         seq.state = SeqState.ABORTED
-        self.success[reason] += 1
         seq.notify()
         self.advance(now)
         return True
@@ -291,11 +292,17 @@ class Engine:
         self.generation_tokens_total += generated - seq._counted
         seq._counted = generated
 
-    def snapshot(self) -> EngineSnapshot:
+    def snapshot(self, arrived_by: float | None = None) -> EngineSnapshot:
+        """Gauges and counters now; with ``arrived_by``, the gauges count only the requests that
+        arrived by then (vLLM's ``/metrics`` shows new arrivals late and departures at once)."""
+        running, waiting = len(self.running), len(self.waiting)
+        if arrived_by is not None:
+            running = sum(seq.arrived <= arrived_by for seq in self.running)
+            waiting = sum(seq.arrived <= arrived_by for seq in self.waiting)
         return EngineSnapshot(
             engine=self.index,
-            running=len(self.running),
-            waiting=len(self.waiting),
+            running=running,
+            waiting=waiting,
             kv_cache_usage=min(1.0, self.kv_held() / self.kv_cache_tokens),
             prompt_tokens=self.prompt_tokens_total,
             generation_tokens=self.generation_tokens_total,

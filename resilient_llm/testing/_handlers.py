@@ -12,6 +12,7 @@ answer's tokens exist (streaming: once half were sent).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from typing import TYPE_CHECKING, NoReturn
@@ -36,7 +37,6 @@ from resilient_llm.testing._wire import (
     dumps,
     embeddings_body,
     error_body,
-    fingerprint,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +48,10 @@ __all__ = ["GenerationHandlers", "error_response"]
 logger = logging.getLogger("resilient_llm.testing")
 
 _MIDPOINT_FAULTS = frozenset({"ghost", "drop", "truncated", "error_chunk"})
+_BUSY = (
+    "The engine is currently busy and cannot accept new requests. "
+    "Please try again later or on a different instance."
+)
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
 
@@ -115,8 +119,6 @@ class GenerationHandlers:
 
     def __init__(self, core: SimulatorCore) -> None:
         self._core = core
-        config = core.config
-        self._fingerprint = fingerprint(config.server_version, config.model)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self._attempt(request, "chat")
@@ -139,7 +141,7 @@ class GenerationHandlers:
         if fault is not None:
             core.stats.faults[fault] += 1
             logger.debug("attempt %d: fault %s", plan.index, fault)
-        early = self._early_answer(fault)
+        early = self._early_answer(fault, req.stream)
         if early is not None:
             return early
         if fault in ("lost", "restart"):
@@ -151,15 +153,16 @@ class GenerationHandlers:
         job = self._job(req, plan, fault)
         core.submit(job.seq)
         try:
+            ident = request.headers.get("X-Request-Id") or plan.id_hex  # vLLM puts it in the body id
             if req.stream:
-                return await self._stream(request, req, plan, job, fault)
-            return await self._respond(request, req, plan, job, fault)
+                return await self._stream(request, req, ident, job, fault)
+            return await self._respond(request, req, ident, job, fault)
         finally:
             if core.abort(job.seq):
                 core.stats.requests_aborted += 1
             job.settle(core)
 
-    def _early_answer(self, fault: str | None) -> web.Response | None:
+    def _early_answer(self, fault: str | None, stream: bool) -> web.Response | None:
         """Answers that never reach the engine."""
         core, config = self._core, self._core.config
         if core.dead:
@@ -167,10 +170,6 @@ class GenerationHandlers:
                 500,
                 "EngineCore encountered an issue. See stack trace (above) for the root cause.",
                 "InternalServerError",
-            )
-        if fault == "503":
-            return error_response(
-                503, "The server is temporarily unable to serve this request.", "ServiceUnavailableError"
             )
         if fault == "429":
             delay = config.scaled(config.retry_after)
@@ -180,13 +179,13 @@ class GenerationHandlers:
             return response
         if fault == "500":
             return error_response(500, "Internal server error.", "InternalServerError")
-        if config.max_queued is not None and core.waiting() >= config.max_queued:
-            core.reject_queue_full()
-            return error_response(
-                503,
-                f"The waiting queue is full (max_num_queued_reqs={config.max_queued}); retry later.",
-                "ServiceUnavailableError",
-            )
+        if fault == "503" or core.queue_full():
+            # As vLLM 0.32 with --max-num-queued-reqs: 503 without Retry-After, or for a stream an
+            # HTTP 200 whose only event is the error (written with spaces, unlike other chunks).
+            if not stream:
+                return error_response(503, _BUSY, "Service Unavailable")
+            error = {"error": {"message": _BUSY, "type": "Service Unavailable", "param": None, "code": 503}}
+            return web.Response(body=f"data: {json.dumps(error)}\n\n".encode() + DONE, headers=_SSE_HEADERS)
         return None
 
     def _job(self, req: GenerationRequest, plan: AttemptPlan, fault: str | None) -> _Job:
@@ -222,7 +221,7 @@ class GenerationHandlers:
 
     # -- non-streaming -------------------------------------------------------------------------
     async def _respond(
-        self, request: web.Request, req: GenerationRequest, plan: AttemptPlan, job: _Job, fault: str | None
+        self, request: web.Request, req: GenerationRequest, ident: str, job: _Job, fault: str | None
     ) -> web.Response:
         core, seq = self._core, job.seq
         if fault in ("drop", "error_chunk"):
@@ -230,7 +229,7 @@ class GenerationHandlers:
             if fault == "drop" or job.killed:
                 core.abort(seq)
                 return _drop(request)
-            core.abort(seq, "error")
+            core.abort(seq)
             return error_response(
                 500, "The engine failed while generating this request.", "InternalServerError"
             )
@@ -240,7 +239,7 @@ class GenerationHandlers:
         if fault == "ghost":
             job.settle(core)
             await _forever()
-        body = dumps(self._body(req, plan, job))
+        body = dumps(self._body(req, ident, job))
         if fault == "truncated":
             body = body[: len(body) // 2]
         else:
@@ -248,47 +247,48 @@ class GenerationHandlers:
             core.stats.requests_completed += 1
         return web.Response(body=body, content_type="application/json")
 
-    def _body(self, req: GenerationRequest, plan: AttemptPlan, job: _Job) -> dict[str, object]:
+    def _body(self, req: GenerationRequest, ident: str, job: _Job) -> dict[str, object]:
         config, created = self._core.config, int(self._core.created_unix)
         if req.kind == "embedding":
             vectors = [embedding(text, config.embedding_dim) for text in req.inputs]
             return embeddings_body(
-                id_=f"embd-{plan.id_hex}", created=created, model=config.model, vectors=vectors,
+                id_=f"embd-{ident}", created=created, model=config.model, vectors=vectors,
                 prompt_tokens=req.prompt_tokens,
             )  # fmt: skip
         reasoning, content = job.text(0, job.seq.target)
         if req.kind == "text":
             return completion_body(
-                id_=f"cmpl-{plan.id_hex}", created=created, model=config.model, text=content or "",
+                id_=f"cmpl-{ident}", created=created, model=config.model, text=content or "",
                 finish_reason=job.seq.finish_reason, prompt_tokens=req.prompt_tokens,
-                completion_tokens=job.seq.target, fingerprint=self._fingerprint,
+                completion_tokens=job.seq.target, fingerprint=self._core.fingerprint,
             )  # fmt: skip
         return chat_body(
-            id_=f"chatcmpl-{plan.id_hex}", created=created, model=config.model, content=content,
+            id_=f"chatcmpl-{ident}", created=created, model=config.model, content=content,
             reasoning=reasoning, reasoning_field=config.reasoning_field, finish_reason=job.seq.finish_reason,
-            prompt_tokens=req.prompt_tokens, completion_tokens=job.seq.target, fingerprint=self._fingerprint,
+            prompt_tokens=req.prompt_tokens, completion_tokens=job.seq.target, fingerprint=self._core.fingerprint,
         )  # fmt: skip
 
     # -- streaming -----------------------------------------------------------------------------
     async def _stream(
-        self, request: web.Request, req: GenerationRequest, plan: AttemptPlan, job: _Job, fault: str | None
+        self, request: web.Request, req: GenerationRequest, ident: str, job: _Job, fault: str | None
     ) -> web.StreamResponse:
         core, seq, config = self._core, job.seq, self._core.config
         created = int(core.created_unix)
         writer: ChatStreamWriter | CompletionStreamWriter
         if req.kind == "chat":
             writer = ChatStreamWriter(
-                id_=f"chatcmpl-{plan.id_hex}", created=created, model=config.model,
-                reasoning_field=config.reasoning_field, fingerprint=self._fingerprint,
+                id_=f"chatcmpl-{ident}", created=created, model=config.model,
+                reasoning_field=config.reasoning_field, fingerprint=self._core.fingerprint,
             )  # fmt: skip
         else:
             writer = CompletionStreamWriter(
-                id_=f"cmpl-{plan.id_hex}", created=created, model=config.model, fingerprint=self._fingerprint
+                id_=f"cmpl-{ident}", created=created, model=config.model, fingerprint=self._core.fingerprint
             )
         stop = seq.target // 2 if fault in _MIDPOINT_FAULTS else seq.target
         if seq.done and stop == seq.target and not job.killed:
             # Already complete (instant mode): the whole stream in one write, as fast as it gets.
-            body = self._chunks(writer, job, seq.target, seq.finish_reason) + self._tail(writer, req, seq)
+            body = self._chunks(writer, job, seq.target, seq.finish_reason, req.include_usage)
+            body += self._tail(writer, req, seq)
             job.delivered = seq.target
             core.stats.requests_completed += 1
             return web.Response(body=body, headers=_SSE_HEADERS)
@@ -301,7 +301,7 @@ class GenerationHandlers:
                 return response
             upto = min(seq.generated, stop)
             finish = seq.finish_reason if upto == seq.target else None
-            await response.write(self._chunks(writer, job, upto, finish))
+            await response.write(self._chunks(writer, job, upto, finish, req.include_usage))
             job.delivered = upto
         if fault == "ghost":
             await job.reach(seq.target)
@@ -314,7 +314,7 @@ class GenerationHandlers:
             core.abort(seq)
             await response.write_eof()
         elif fault == "error_chunk":
-            core.abort(seq, "error")
+            core.abort(seq)
             error = error_body("The engine failed while generating this request.", "InternalServerError", 500)
             await response.write(b"data: " + error + b"\n\n" + DONE)
         else:
@@ -331,15 +331,33 @@ class GenerationHandlers:
 
     @staticmethod
     def _chunks(
-        writer: ChatStreamWriter | CompletionStreamWriter, job: _Job, upto: int, finish: str | None
+        writer: ChatStreamWriter | CompletionStreamWriter,
+        job: _Job,
+        upto: int,
+        finish: str | None,
+        usage: bool,
     ) -> bytes:
-        """The SSE events carrying tokens ``job.delivered:upto`` (the role chunk comes first)."""
+        """The SSE events carrying tokens ``job.delivered:upto`` (the role chunk comes first).
+
+        As vLLM 0.32 sends them: ``length`` rides on the last token's chunk, ``stop`` (end of
+        sequence) on an extra empty chunk; the finish chunk has the fingerprint unless a usage
+        chunk follows."""
         reasoning, content = job.text(job.delivered, upto)
+        on_tokens = finish if finish != "stop" else None
+        stamp = finish is not None and not usage
         if isinstance(writer, CompletionStreamWriter):
-            return writer.text((reasoning or "") + (content or ""), finish)
+            text = writer.text((reasoning or "") + (content or ""), on_tokens, stamp)
+            return text + writer.text("", finish, stamp) if finish == "stop" else text
         parts = [writer.role()] if job.delivered == 0 else []
         if reasoning is not None:
-            parts.append(writer.delta(reasoning=reasoning, finish=None if content is not None else finish))
+            last = on_tokens if content is None else None
+            parts.append(
+                writer.delta(reasoning=reasoning, finish=last, fingerprint=stamp and last is not None)
+            )
         if content is not None:
-            parts.append(writer.delta(content=content, finish=finish))
+            parts.append(
+                writer.delta(content=content, finish=on_tokens, fingerprint=stamp and on_tokens is not None)
+            )
+        if finish == "stop":
+            parts.append(writer.delta(content="", finish="stop", fingerprint=stamp))
         return b"".join(parts)

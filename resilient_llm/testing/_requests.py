@@ -23,12 +23,22 @@ Kind = Literal["chat", "text", "embedding"]
 class RequestRejected(Exception):
     """The request is invalid; carries the status and the fields of vLLM's error body."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, type_: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
-        self.type = {400: "BadRequestError", 404: "NotFoundError"}.get(status, "BadRequestError")
+        self.type = type_ or ("NotFoundError" if status == 404 else "BadRequestError")
+
+
+def _invalid(field: str, problem: str) -> RequestRejected:
+    """A body that fails schema validation: vLLM 0.32 answers 400 "Bad Request", param ``body.<field>``."""
+    detail = {"type": "value_error", "loc": ("body", field), "msg": problem}
+    return RequestRejected(
+        400, f"1 validation error:\n  {detail}", param=f"body.{field}", type_="Bad Request"
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,9 +59,9 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError as exc:
-        raise RequestRejected(400, f"JSON decode error: {exc}") from None
+        raise _invalid("body", f"JSON decode error: {exc}") from None
     if not isinstance(body, dict):
-        raise RequestRejected(400, "The request body must be a JSON object.")
+        raise _invalid("body", "Input should be a valid dictionary")
     return body
 
 
@@ -72,9 +82,7 @@ def _prompt(body: dict[str, Any], kind: Kind) -> tuple[int, tuple[str, ...]]:
     if kind == "chat":
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            raise RequestRejected(
-                400, "messages must be a non-empty list of message objects.", param="messages"
-            )
+            raise _invalid("messages", "Input should be a non-empty list of messages")
         text = "".join(_text_of(m.get("content")) for m in messages)
         return estimate_tokens(len(text)), ()
     field = "prompt" if kind == "text" else "input"
@@ -97,19 +105,19 @@ def _simulator_field(body: dict[str, Any]) -> tuple[int | None, str | None, floa
     if extension is None:
         return None, None, None
     if not isinstance(extension, dict):
-        raise RequestRejected(400, "simulator must be an object.", param="simulator")
+        raise _invalid("simulator", "Input should be a valid dictionary")
     output_tokens = extension.get("output_tokens")
     if output_tokens is not None and not (_is_int(output_tokens) and output_tokens >= 1):
-        raise RequestRejected(400, f"simulator.output_tokens={output_tokens!r} must be an int >= 1.")
+        raise _invalid("simulator", f"simulator.output_tokens={output_tokens!r} must be an int >= 1")
     fault = extension.get("fault")
     if fault is not None and not (isinstance(fault, str) and (fault in REQUEST_FAULTS or fault in NO_FAULT)):
         known = ", ".join(sorted(REQUEST_FAULTS))
-        raise RequestRejected(400, f"simulator.fault={fault!r} is not one of: none, {known}.")
+        raise _invalid("simulator", f"simulator.fault={fault!r} is not one of: none, {known}")
     prefill_ms = extension.get("prefill_ms")
     if prefill_ms is not None:
         ok = isinstance(prefill_ms, (int, float)) and not isinstance(prefill_ms, bool)
         if not (ok and math.isfinite(prefill_ms) and prefill_ms >= 0):
-            raise RequestRejected(400, f"simulator.prefill_ms={prefill_ms!r} must be a number >= 0.")
+            raise _invalid("simulator", f"simulator.prefill_ms={prefill_ms!r} must be a number >= 0")
         prefill_ms = float(prefill_ms)
     return output_tokens, fault, prefill_ms
 
@@ -131,7 +139,7 @@ def parse_request(body: dict[str, Any], kind: Kind, config: SimulatorConfig) -> 
     limit = config.max_model_len
     if max_tokens is not None:
         if not _is_int(max_tokens) or max_tokens < 1:
-            raise RequestRejected(400, f"max_tokens={max_tokens!r} must be at least 1.", param="max_tokens")
+            raise _invalid("max_tokens", f"Input should be an integer >= 1, got {max_tokens!r}")
         if max_tokens > limit:
             raise RequestRejected(
                 400,

@@ -19,6 +19,7 @@ import logging
 from types import TracebackType
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from resilient_llm.testing._config import SimulatorConfig
 from resilient_llm.testing._core import MetricsMode, SimulatorCore
@@ -32,6 +33,22 @@ logger = logging.getLogger("resilient_llm.testing")
 
 _SHUTDOWN_TIMEOUT = 1.0
 _METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@web.middleware
+async def _json_http_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown paths and methods answer as FastAPI does: ``{"detail": "Not Found"}``."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status not in (404, 405):
+            raise
+        response = web.Response(
+            status=exc.status, body=dumps({"detail": exc.reason}), content_type="application/json"
+        )
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 class VLLMSimulator:
@@ -63,7 +80,7 @@ class VLLMSimulator:
             raise RuntimeError("the simulator is already started")
         core = SimulatorCore(self._config, asyncio.get_running_loop(), on_restart=self._restart_soon)
         generation = GenerationHandlers(core)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_json_http_errors])
         app.router.add_post("/v1/chat/completions", generation.chat)
         app.router.add_post("/v1/completions", generation.completions)
         app.router.add_post("/v1/embeddings", generation.embeddings)
@@ -200,7 +217,7 @@ class VLLMSimulator:
 
     # -- small endpoints -----------------------------------------------------------------------
     async def _health(self, request: web.Request) -> web.Response:
-        return web.Response(status=503 if self._require_core().dead else 200)
+        return web.Response(status=503 if self._require_core().dead else 200)  # empty, no content type
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -8,6 +8,7 @@ one ``json.dumps`` of its text.
 from __future__ import annotations
 
 import json
+import secrets
 import zlib
 from typing import Any
 
@@ -28,8 +29,9 @@ DONE = b"data: [DONE]\n\n"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def fingerprint(version: str, model: str) -> str:
-    return f"vllm-{version}-{zlib.crc32(model.encode()):08x}"
+def fingerprint(version: str) -> str:
+    """A fresh ``system_fingerprint``: vLLM draws one per server start."""
+    return f"vllm-{version}-{secrets.token_hex(4)}"
 
 
 def error_body(message: str, type_: str, code: int, param: str | None = None) -> bytes:
@@ -45,16 +47,36 @@ def _reasoning_keys(field: str) -> tuple[str, ...]:
     return ("reasoning_content", "reasoning") if field == "both" else (field,)
 
 
-class ChatStreamWriter:
-    """Builds the ``data:`` lines of one streamed chat completion."""
+class _StreamWriter:
+    """The ``data:`` lines of one streamed response; ``finish`` chunks can carry the fingerprint."""
+
+    def __init__(self, *, id_: str, object_: str, created: int, model: str, fingerprint: str) -> None:
+        self._head = f'data: {{"id":"{id_}","object":"{object_}","created":{created},"model":{_dumps(model)},"choices":'
+        self._fingerprint = fingerprint
+
+    def _end(self, finish: str | None, fingerprint: bool) -> str:
+        if finish is None:
+            return '"finish_reason":null,"token_ids":null}]}\n\n'
+        tail = f',"system_fingerprint":"{self._fingerprint}"' if fingerprint else ""
+        return f'"finish_reason":"{finish}","stop_reason":null,"token_ids":null}}]{tail}}}\n\n'
+
+    def usage(self, prompt: int, completion: int) -> bytes:
+        """The usage chunk (``stream_options.include_usage``): no choices, the fingerprint."""
+        return (
+            self._head
+            + "[],"
+            + f'"usage":{_dumps(_usage(prompt, completion))},"system_fingerprint":"{self._fingerprint}"}}\n\n'
+        ).encode()
+
+
+class ChatStreamWriter(_StreamWriter):
+    """Chunks of a streamed chat completion."""
 
     def __init__(self, *, id_: str, created: int, model: str, reasoning_field: str, fingerprint: str) -> None:
-        self._head = (
-            f'data: {{"id":"{id_}","object":"chat.completion.chunk","created":{created},'
-            f'"model":{_dumps(model)},"choices":'
+        super().__init__(
+            id_=id_, object_="chat.completion.chunk", created=created, model=model, fingerprint=fingerprint
         )
         self._reasoning_keys = _reasoning_keys(reasoning_field)
-        self._fingerprint = fingerprint
 
     def role(self) -> bytes:
         """The first chunk, sent with the first token: role and empty content."""
@@ -64,7 +86,12 @@ class ChatStreamWriter:
         ).encode()
 
     def delta(
-        self, *, content: str | None = None, reasoning: str | None = None, finish: str | None = None
+        self,
+        *,
+        content: str | None = None,
+        reasoning: str | None = None,
+        finish: str | None = None,
+        fingerprint: bool = False,
     ) -> bytes:
         delta: dict[str, str] = {}
         if reasoning is not None:
@@ -72,44 +99,30 @@ class ChatStreamWriter:
                 delta[key] = reasoning
         if content is not None:
             delta["content"] = content
-        end = (
-            '"finish_reason":null,"token_ids":null}]}\n\n'
-            if finish is None
-            else f'"finish_reason":"{finish}","stop_reason":null,"token_ids":null}}]}}\n\n'
-        )
-        return (self._head + '[{"index":0,"delta":' + _dumps(delta) + ',"logprobs":null,' + end).encode()
-
-    def usage(self, prompt: int, completion: int) -> bytes:
         return (
             self._head
-            + "[],"
-            + f'"usage":{_dumps(_usage(prompt, completion))},"system_fingerprint":"{self._fingerprint}"}}\n\n'
+            + '[{"index":0,"delta":'
+            + _dumps(delta)
+            + ',"logprobs":null,'
+            + self._end(finish, fingerprint)
         ).encode()
 
 
-class CompletionStreamWriter:
-    """Builds the ``data:`` lines of one streamed text completion (``/v1/completions``)."""
+class CompletionStreamWriter(_StreamWriter):
+    """Chunks of a streamed text completion (``/v1/completions``)."""
 
     def __init__(self, *, id_: str, created: int, model: str, fingerprint: str) -> None:
-        self._head = (
-            f'data: {{"id":"{id_}","object":"text_completion","created":{created},'
-            f'"model":{_dumps(model)},"choices":'
+        super().__init__(
+            id_=id_, object_="text_completion", created=created, model=model, fingerprint=fingerprint
         )
-        self._fingerprint = fingerprint
 
-    def text(self, text: str, finish: str | None = None) -> bytes:
-        reason = "null" if finish is None else f'"{finish}"'
-        return (
-            self._head + '[{"index":0,"text":' + _dumps(text) + ',"logprobs":null,'
-            f'"finish_reason":{reason},"stop_reason":null,"token_ids":null}}]}}\n\n'
-        ).encode()
-
-    def usage(self, prompt: int, completion: int) -> bytes:
-        return (
-            self._head
-            + "[],"
-            + f'"usage":{_dumps(_usage(prompt, completion))},"system_fingerprint":"{self._fingerprint}"}}\n\n'
-        ).encode()
+    def text(self, text: str, finish: str | None = None, fingerprint: bool = False) -> bytes:
+        body = '[{"index":0,"text":' + _dumps(text) + ',"logprobs":null,'
+        if finish is None:
+            return (
+                self._head + body + '"finish_reason":null,"stop_reason":null,"token_ids":null}]}\n\n'
+            ).encode()
+        return (self._head + body + self._end(finish, fingerprint)).encode()
 
 
 def chat_body(
