@@ -374,3 +374,14 @@ def test_metrics_history_answers_the_past() -> None:
     assert history.at(7.5) is not None and history.at(7.5)[0].running == 7  # type: ignore[index]
     assert history.at(100.0)[0].running == 9  # type: ignore[index]
     assert history.at(6.9)[0].running == 7  # type: ignore[index]  # before what is kept: the oldest kept
+
+
+def test_public_surface() -> None:
+    import resilient_llm.testing as testing
+
+    assert testing.__all__ == sorted(testing.__all__)
+    assert set(testing.__all__) == {
+        "FAULT_KINDS", "FaultKind", "LogNormalLength", "QueueSample", "SimulatorConfig", "SimulatorStats",
+        "SimulatorThread", "VLLMSimulator", "parse_faults",
+    }  # fmt: skip
+    assert all(getattr(testing, name) is not None for name in testing.__all__)
