@@ -17,7 +17,7 @@ Three ways to read an answer:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,14 +50,37 @@ class Assembler(Protocol):
     def result(self) -> dict[str, Any]: ...
 
 
-@dataclass(slots=True)
 class Request:
-    """What one attempt sends. ``headers`` already carry credentials: never log them."""
+    """What every attempt of a call sends. ``headers`` carry credentials: never log them.
 
-    method: str
-    url: str
-    headers: dict[str, str]
-    content: bytes | None
+    The JSON body is encoded when the first attempt needs it, not while the call waits in the limiter:
+    thousands of queued calls then hold only the caller's own objects.
+    """
+
+    __slots__ = ("_body", "_content", "headers", "method", "url")
+
+    def __init__(
+        self, method: str, url: str, headers: dict[str, str], body: Mapping[str, Any] | None
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self._body = body
+        self._content: bytes | None = None
+
+    @property
+    def content(self) -> bytes | None:
+        if self._content is None and self._body is not None:
+            self._content = json.dumps(self._body, default=_json_default, ensure_ascii=False).encode()
+            self._body = None
+        return self._content
+
+
+def _json_default(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)  # pydantic models passed in messages, tools, ...
+    if callable(dump):
+        return dump(exclude_unset=True)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 class Watch:

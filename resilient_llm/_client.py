@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -37,6 +36,7 @@ from ._vllm._metrics import metrics_url as derive_metrics_url
 from .resources import AsyncChat, AsyncCompletions, AsyncEmbeddings, AsyncModels, AsyncResponses
 
 _DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_INCLUDE_USAGE = {"include_usage": True}  # shared by every request body; only ever read
 _USER_AGENT = f"resilient-llm/{__version__}"
 
 
@@ -305,10 +305,7 @@ class AsyncOpenAI:
                     headers.pop(k.lower(), None)
                 else:
                     headers[k.lower()] = v
-        content = (
-            None if body is None else json.dumps(body, default=_json_default, ensure_ascii=False).encode()
-        )
-        return Request(method, url, headers, content)
+        return Request(method, url, headers, body)
 
     def _settings_for(self, timeout: Any) -> Settings:
         if not _given(timeout):
@@ -337,10 +334,11 @@ class AsyncOpenAI:
             body["stream"] = True
             if usage_option:
                 options = body.get("stream_options")
-                body["stream_options"] = {
-                    **(options if isinstance(options, dict) else {}),
-                    "include_usage": True,
-                }
+                body["stream_options"] = (
+                    {**options, "include_usage": True}
+                    if isinstance(options, dict) and options
+                    else _INCLUDE_USAGE
+                )
             spec = CallSpec(
                 self._request("POST", path, body, extra_headers, extra_query), "assemble", parse, assembler
             )
@@ -369,13 +367,6 @@ def _normalise_base_url(url: str | httpx.URL) -> str:
     if not text.startswith(("http://", "https://")):
         raise ConfigError(f"base_url must start with http:// or https://, got {str(url)!r}")
     return text
-
-
-def _json_default(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(exclude_unset=True)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 __all__ = ["AsyncOpenAI", "OpenAIError"]

@@ -177,19 +177,82 @@ class Engine:
 
     # --- the call ------------------------------------------------------------------------------
     async def call(self, settings: Settings, spec: CallSpec) -> Any:
+        """One call, start to end: every wait and attempt inside one deadline scope."""
         if self.closed:
             raise APIConnectionError(message="The client is closed.", request=self._describe(spec))
         if self.monitor is not None:
             self.monitor.ensure_started()
         counters = self.counters
         counters.calls += 1
+        limiter = self.limiter
         deadline_at = self.clock() + settings.deadline
         state = _CallState()
+        front = False  # a retry goes to the front of the queue: it is the oldest call there
         try:
             with anyio.CancelScope(deadline=deadline_at):
-                result = await self._attempts(settings, spec, deadline_at, state)
-                counters.calls_ok += 1
-                return result
+                while True:
+                    state.phase = "queued"
+                    try:
+                        await limiter.acquire(deadline=deadline_at, front=front)
+                    except BreakerWouldMissDeadline as exc:
+                        counters.circuit_open_rejections += 1
+                        raise CircuitOpenError(
+                            self._describe(spec),
+                            deadline=settings.deadline,
+                            attempts=state.attempts,
+                            state=exc.state,
+                            reason=exc.reason,
+                            retry_in=exc.retry_in,
+                            last_error=state.last_error,
+                        ) from state.last_error
+                    state.phase = "attempt"
+                    state.attempts += 1
+                    counters.attempts += 1
+                    if state.attempts == 1:
+                        self.budget.record_request()
+                    att = Attempt(
+                        transport=self.transport,
+                        request=spec.request,
+                        silence=settings.silence,
+                        deadline_at=deadline_at,
+                        connect_timeout=settings.timeout.connect,
+                        clock=self.clock,
+                        watches=self.watches,
+                    )
+                    try:
+                        if spec.mode == "assemble":
+                            assert spec.assembler is not None
+                            body = await read_assembled(att, spec.assembler())
+                        elif spec.mode == "stream":
+                            opened = await open_stream(att)
+                            self._succeeded()
+                            counters.calls_ok += 1
+                            return AsyncStream(  # it owns the limiter slot until it is closed
+                                opened,
+                                attempt=att,
+                                parse=spec.parse,
+                                on_close=self._stream_closed,
+                                deadline=settings.deadline,
+                                attempts=state.attempts,
+                            )
+                        else:
+                            body = await read_json(att)
+                    except APIError as exc:
+                        limiter.release()
+                        state.last_error = exc
+                        delay = self._plan_retry(settings, spec, exc, state, deadline_at)
+                        state.phase = "backoff"
+                        await anyio.sleep(delay)
+                        front = True
+                        continue
+                    except BaseException:
+                        limiter.release()
+                        raise
+                    limiter.release()
+                    self._succeeded()
+                    result = self._parse(spec, body)
+                    counters.calls_ok += 1
+                    return result
         except DeadlineReached:
             pass
         except BaseException as exc:
@@ -221,79 +284,14 @@ class Engine:
             waiting_for=_PHASES.get(state.phase),
         ) from state.last_error
 
-    async def _attempts(
-        self, settings: Settings, spec: CallSpec, deadline_at: float, state: _CallState
-    ) -> Any:
-        clock = self.clock
-        limiter = self.limiter
-        counters = self.counters
-        front = False
-        while True:
-            state.phase = "queued"
-            try:
-                await limiter.acquire(deadline=deadline_at, front=front)
-            except BreakerWouldMissDeadline as exc:
-                counters.circuit_open_rejections += 1
-                raise CircuitOpenError(
-                    self._describe(spec),
-                    deadline=settings.deadline,
-                    attempts=state.attempts,
-                    state=exc.state,
-                    reason=exc.reason,
-                    retry_in=exc.retry_in,
-                    last_error=state.last_error,
-                ) from state.last_error
-            state.phase = "attempt"
-            state.attempts += 1
-            counters.attempts += 1
-            if state.attempts == 1:
-                self.budget.record_request()
-            att = Attempt(
-                transport=self.transport,
-                request=spec.request,
-                silence=settings.silence,
-                deadline_at=deadline_at,
-                connect_timeout=settings.timeout.connect,
-                clock=clock,
-                watches=self.watches,
-            )
-            try:
-                if spec.mode == "assemble":
-                    assert spec.assembler is not None
-                    body = await read_assembled(att, spec.assembler())
-                elif spec.mode == "stream":
-                    opened = await open_stream(att)
-                    self._succeeded()
-                    return AsyncStream(
-                        opened,
-                        attempt=att,
-                        parse=spec.parse,
-                        on_close=self._stream_closed,
-                        deadline=settings.deadline,
-                        attempts=state.attempts,
-                    )
-                else:
-                    body = await read_json(att)
-            except APIError as exc:
-                limiter.release()
-                state.last_error = exc
-                delay = self._plan_retry(settings, spec, exc, state, deadline_at)
-                state.phase = "backoff"
-                await anyio.sleep(delay)
-                front = True
-                continue
-            except BaseException:
-                limiter.release()
-                raise
-            limiter.release()
-            self._succeeded()
-            try:
-                return spec.parse(body)
-            except pydantic.ValidationError as exc:
-                request = self._describe(spec)
-                raise APIResponseValidationError(
-                    httpx.Response(200, request=request), body, message=f"Invalid response body: {exc}"
-                ) from exc
+    def _parse(self, spec: CallSpec, body: dict[str, Any]) -> Any:
+        try:
+            return spec.parse(body)
+        except pydantic.ValidationError as exc:
+            request = self._describe(spec)
+            raise APIResponseValidationError(
+                httpx.Response(200, request=request), body, message=f"Invalid response body: {exc}"
+            ) from exc
 
     def _succeeded(self) -> None:
         if self.breaker is not None:

@@ -12,6 +12,7 @@ An optional token bucket (aiolimiter, asyncio only) spaces requests after a slot
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable
 
@@ -35,11 +36,40 @@ class BreakerWouldMissDeadline(Exception):
         self.state, self.reason, self.retry_in = state, reason, retry_in
 
 
+class _FutureEvent:
+    """A one-shot event for asyncio: one lazily created future, a fraction of ``anyio.Event``'s size.
+
+    Thousands of calls can wait in the queue at once; each holds one of these (or an ``anyio.Event``
+    on other backends). Cancellation is delivered to ``wait`` like any other await.
+    """
+
+    __slots__ = ("_future", "_is_set")
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+        self._is_set = False
+
+    def set(self) -> None:
+        self._is_set = True
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def wait(self) -> None:
+        if not self._is_set:
+            self._future = asyncio.get_running_loop().create_future()
+            await self._future
+
+
+def _new_event() -> _FutureEvent | anyio.Event:
+    return _FutureEvent() if sniffio.current_async_library() == "asyncio" else anyio.Event()
+
+
 class _Waiter:
     __slots__ = ("deadline", "event", "granted")
 
     def __init__(self, deadline: float | None) -> None:
-        self.event = anyio.Event()
+        self.event = _new_event()
         self.granted = False
         self.deadline = deadline
 
@@ -188,7 +218,7 @@ class Limiter:
                     await w.event.wait()
                 if w.granted:
                     return
-                w.event = anyio.Event()
+                w.event = _new_event()
                 self._grant()
                 if w.granted:
                     return
