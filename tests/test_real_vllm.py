@@ -182,3 +182,114 @@ def test_client_disconnect_aborts_the_request(http: httpx.Client, model: str) ->
     assert during.active > baseline
     after = wait_for(http, lambda load: load.active <= baseline, within=20)
     assert after.active <= baseline, "the server kept generating for a client that went away"
+
+
+# --- the client -----------------------------------------------------------------------------------------
+
+import anyio  # noqa: E402
+
+import resilient_llm  # noqa: E402
+from resilient_llm import AsyncOpenAI  # noqa: E402
+
+
+def run(coro_fn: Any) -> Any:
+    return anyio.run(coro_fn, backend="asyncio")
+
+
+def test_client_plain_streamed_and_json_object(model: str) -> None:
+    async def main() -> None:
+        async with AsyncOpenAI(base_url=URL, api_key="EMPTY") as client:
+            r = await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "Say hi."}], max_tokens=16, temperature=0
+            )
+            assert r.choices[0].message.content
+            assert r.usage is not None and r.usage.completion_tokens <= 16
+            assert r.choices[0].finish_reason in ("stop", "length")
+            stream = await client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": "Say hi."}],
+                max_tokens=16,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async with stream:
+                chunks = [c async for c in stream]
+            assert chunks[0].choices[0].delta.role == "assistant"
+            assert chunks[-1].usage is not None
+            j = await client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": "Reply with a JSON object."}],
+                max_tokens=32,
+                response_format={"type": "json_object"},
+                extra_body={"skip_special_tokens": True},
+            )
+            assert j.choices[0].message.content is not None
+            page = await client.models.list()
+            assert [m.id for m in page.data] == [model]
+
+    run(main)
+
+
+def test_client_errors_are_typed_and_not_retried(model: str) -> None:
+    async def main() -> None:
+        async with AsyncOpenAI(base_url=URL, api_key="EMPTY") as client:
+            with pytest.raises(resilient_llm.BadRequestError) as info:
+                await client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "x"}], max_tokens=10**6
+                )
+            assert info.value.status_code == 400
+            with pytest.raises(resilient_llm.NotFoundError):
+                await client.chat.completions.create(
+                    model="no-such-model", messages=[{"role": "user", "content": "x"}]
+                )
+            assert client.stats().retries == 0
+
+    run(main)
+
+
+def test_client_burst_reads_metrics_and_aborts_no_healthy_request(model: str) -> None:
+    """32 calls at once: every one completes, the breaker reads /metrics, and the orphan rule — facing the
+    real server's lagging counts — aborts nothing."""
+
+    async def main() -> None:
+        async with AsyncOpenAI(base_url=URL, api_key="EMPTY") as client:
+            results: list[Any] = []
+
+            async def one() -> None:
+                r = await client.chat.completions.create(
+                    model=model,
+                    messages=[{"role": "user", "content": "Tell me about the sea."}],
+                    max_tokens=48,
+                )
+                results.append(r)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(32):
+                    tg.start_soon(one)
+            stats = client.stats()
+            assert len(results) == 32
+            assert stats.metrics_available
+            assert stats.orphans == 0 and stats.stalls == 0 and stats.calls_failed == 0
+
+    run(main)
+
+
+def test_client_deadline_ends_a_long_generation_and_the_server_aborts_it(
+    http: httpx.Client, model: str
+) -> None:
+    async def main() -> float:
+        async with AsyncOpenAI(base_url=URL, api_key="EMPTY", deadline=2) as client:
+            start = time.monotonic()
+            with pytest.raises(resilient_llm.DeadlineExceeded):
+                await client.chat.completions.create(
+                    model=model,
+                    messages=[{"role": "user", "content": "Write a long story."}],
+                    max_tokens=2000,
+                    extra_body={"ignore_eos": True},
+                )
+            return time.monotonic() - start
+
+    took = run(main)
+    assert 1.7 <= took <= 2.5
+    load = wait_for(http, lambda ld: ld.running == 0, within=5)
+    assert load.running == 0  # the disconnect aborted the generation
