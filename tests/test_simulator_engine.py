@@ -142,6 +142,17 @@ def test_notify_fires_at_wake_at_and_on_end() -> None:
     assert calls[-1] == 10
 
 
+@pytest.mark.timeout(5)
+def test_a_sliver_of_a_token_left_late_in_the_clock_still_finishes() -> None:
+    # At t = 3000 s a float cannot tell t from t + 3e-13: the leftover must end by time, not by count.
+    engine = Engine(capacity=2, token_time=0.0002, batch_slowdown=0.0, kv_cache_tokens=10_000, now=3000.0)
+    seq = make_seq(target=100)
+    engine.submit(seq, 3000.0)
+    seq.progress = 100 - 1.05e-9  # more than the 1e-9 slack, less than half a float step of time
+    engine.advance(3000.001)
+    assert seq.state is SeqState.FINISHED and seq.generated == 100
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     capacity=st.integers(1, 4),

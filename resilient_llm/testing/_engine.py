@@ -210,23 +210,25 @@ class Engine:
                 t = now
                 break
             step = self.step_time()
-            t_next = now
-            for seq in self.running:
-                if seq.state is SeqState.PREFILL:
-                    event = seq.prefill_end
-                else:
-                    event = t + (seq.target - seq.progress) * self._interval(seq, step)
-                t_next = min(t_next, event)
-            dt = t_next - t
-            t = t_next
+            batch = list(self.running)
+            intervals = [self._interval(seq, step) for seq in batch]
+            events = [
+                seq.prefill_end
+                if seq.state is SeqState.PREFILL
+                else t + (seq.target - seq.progress) * interval
+                for seq, interval in zip(batch, intervals, strict=True)
+            ]
+            dt = min(now, *events) - t
+            t += dt
             changed = False
-            for seq in list(self.running):
+            # A sequence ends when its own event time is reached, compared as times (not as float
+            # token counts), so every pass finishes something, completes a prefill, or reaches now.
+            for seq, interval, event in zip(batch, intervals, events, strict=True):
                 if seq.state is SeqState.DECODE:
-                    interval = self._interval(seq, step)
-                    if interval <= 0 or seq.progress + dt / interval >= seq.target - _EPS:
+                    if event <= t:
                         seq.progress = float(seq.target)
                     else:
-                        seq.progress += dt / interval
+                        seq.progress = min(float(seq.target), seq.progress + dt / interval)
                 elif seq.prefill_end <= t:
                     self.prompt_tokens_total += seq.prompt_tokens
                     seq.state = SeqState.DECODE

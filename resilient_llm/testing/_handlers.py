@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from typing import TYPE_CHECKING, NoReturn
 
 from aiohttp import web
@@ -226,10 +227,10 @@ class GenerationHandlers:
         core, seq = self._core, job.seq
         if fault in ("drop", "error_chunk"):
             await job.reach(seq.target // 2)
-            if fault == "drop" or job.killed:
-                core.abort(seq)
-                return _drop(request)
+            killed = job.killed
             core.abort(seq)
+            if fault == "drop" or killed:
+                return _drop(request)
             return error_response(
                 500, "The engine failed while generating this request.", "InternalServerError"
             )
@@ -248,7 +249,7 @@ class GenerationHandlers:
         return web.Response(body=body, content_type="application/json")
 
     def _body(self, req: GenerationRequest, ident: str, job: _Job) -> dict[str, object]:
-        config, created = self._core.config, int(self._core.created_unix)
+        config, created = self._core.config, int(time.time())
         if req.kind == "embedding":
             vectors = [embedding(text, config.embedding_dim) for text in req.inputs]
             return embeddings_body(
@@ -273,7 +274,7 @@ class GenerationHandlers:
         self, request: web.Request, req: GenerationRequest, ident: str, job: _Job, fault: str | None
     ) -> web.StreamResponse:
         core, seq, config = self._core, job.seq, self._core.config
-        created = int(core.created_unix)
+        created = int(time.time())
         writer: ChatStreamWriter | CompletionStreamWriter
         if req.kind == "chat":
             writer = ChatStreamWriter(
