@@ -217,7 +217,7 @@ async def main() -> int:
     base_url = args.base_url or os.environ.get("LOCAL_VLLM_URL")
     async with contextlib.AsyncExitStack() as stack:
         if base_url is None:
-            config = SimulatorConfig(model=MODEL, time_scale=args.time_scale, tick=0.05)
+            config = SimulatorConfig(model=MODEL, time_scale=args.time_scale)
             sim = await stack.enter_async_context(VLLMSimulator(config))
             base_url = sim.base_url
             print(f"serving a simulated vLLM at {base_url} (time scale {args.time_scale:g})")

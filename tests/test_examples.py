@@ -6,12 +6,10 @@ a parsed structure, every rung of the ``max_tokens`` ladder, the counters of ``c
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -41,40 +39,6 @@ def run_example(name: str, *args: str, env: dict[str, str] | None = None) -> sub
 
 def output_of(result: subprocess.CompletedProcess[str]) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-
-
-@functools.cache
-def simulator_engine_livelocks() -> bool:
-    """Whether the simulator's engine spins forever on a float rounding case that real runs hit.
-
-    A decoding sequence short of its target by more than the engine's epsilon but by less than one
-    clock ulp's worth of time makes ``Engine.advance`` loop without progress. How often a run meets
-    that case grows with the loop clock's value (the machine's uptime) and the answer length; with
-    it, an example would hang until its timeout. This probe finds out in two seconds.
-    """
-    probe = textwrap.dedent(
-        """
-        from resilient_llm.testing._engine import Engine, Sequence
-        t0 = 2015.7744978
-        engine = Engine(capacity=4, token_time=4e-5, batch_slowdown=0.0, kv_cache_tokens=10**6, now=t0)
-        seq = Sequence(prompt_tokens=10, target=2500, finish_reason="stop", prefill_time=0.0)
-        engine.submit(seq, t0)
-        engine.advance(t0 + 1e-6)
-        seq.progress = 2499.9999999975826
-        engine.advance(t0 + 0.03)
-        """
-    )
-    try:
-        subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=2.0, check=False)
-    except subprocess.TimeoutExpired:
-        return True
-    return False
-
-
-@pytest.fixture(autouse=True)
-def _simulator_sound() -> None:
-    if simulator_engine_livelocks():
-        pytest.xfail("the simulator's Engine.advance livelocks on a float rounding case; see the report")
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 10)
