@@ -84,11 +84,18 @@ def _json_default(value: Any) -> Any:
 
 
 class Watch:
-    """An attempt waiting on the server, as the orphan detector sees it."""
+    """An attempt waiting on the server, as the orphan detector sees it.
+
+    ``sent_at``: when the request went out; ``first_byte_at``: when the first event of the answer
+    arrived (before that the request may sit in the server's queue, or not be counted by its
+    ``/metrics`` yet); ``silent_since``: the last event. ``scope`` is the cancel scope of the read in
+    progress, which :meth:`abort_orphan` cancels.
+    """
 
     __slots__ = (
         "client_waiting",
         "deadline_at",
+        "first_byte_at",
         "orphaned",
         "scope",
         "sent_at",
@@ -97,12 +104,11 @@ class Watch:
         "silent_since",
     )
 
-    def __init__(
-        self, scope: anyio.CancelScope, now: float, silence: float | None, deadline_at: float
-    ) -> None:
+    def __init__(self, scope: anyio.CancelScope, now: float, silence: float | None, deadline_at: float) -> None:
         self.scope = scope
         self.sent_at = now
         self.silent_since = now
+        self.first_byte_at: float | None = None
         self.silence = silence
         self.deadline_at = deadline_at
         self.orphaned = False
@@ -112,7 +118,12 @@ class Watch:
     @property
     def started(self) -> bool:
         """Whether any byte of the answer arrived (before that, the request may be queued)."""
-        return self.silent_since != self.sent_at
+        return self.first_byte_at is not None
+
+    def heard(self, now: float) -> None:
+        self.silent_since = now
+        if self.first_byte_at is None:
+            self.first_byte_at = now
 
     def excuse_silence(self, now: float) -> None:
         """The server reports a waiting queue this request may be in: restart its silence clock."""
@@ -249,10 +260,10 @@ async def read_assembled(att: Attempt, assembler: Assembler) -> dict[str, Any]:
             while (item := await reader.next()) is not None:
                 data = item[1]
                 att.events += 1
+                if watch is not None:
+                    watch.heard(clock())
                 if silence is not None:
                     now = clock()
-                    if watch is not None:
-                        watch.silent_since = now
                     move_to = now + silence
                     if scope.deadline < att.deadline_at and move_to - scope.deadline > silence * _MOVE_SLACK:
                         scope.deadline = min(move_to, att.deadline_at)
@@ -302,6 +313,7 @@ class OpenedStream:
     events: EventReader | None
     first: Event | None
     json_body: dict[str, Any] | None = None
+    watch: Watch | None = None  # stays registered with the orphan detector until the stream closes
 
 
 async def open_stream(att: Attempt) -> OpenedStream:
@@ -322,9 +334,13 @@ async def open_stream(att: Attempt) -> OpenedStream:
                     message="The stream ended before its first event", request=att.describe()
                 )
             att.events = 1
+            if watch is not None:
+                watch.heard(att.clock())
             if first[1] != b"[DONE]":
                 _decode_chunk(att, first[1])  # an error as the first event is still retryable
-            return OpenedStream(raw, events, first)
+            opened = OpenedStream(raw, events, first, watch=watch)
+            watch = None  # handed over to the stream
+            return opened
         except BaseException:
             await _drop(raw)
             raise

@@ -9,7 +9,6 @@ the request — and gives the limiter slot back. An ``error`` object inside the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -74,11 +73,18 @@ class AsyncStream(Generic[T]):
         events = self._opened.events
         if events is None:
             return None
+        watch = self._opened.watch
         with anyio.CancelScope(deadline=att.first_deadline()) as scope:
+            if watch is not None:
+                watch.scope = scope
             item = await events.next()
             att.events += 1
+            if watch is not None:
+                watch.heard(att.clock())
             return item
         if scope.cancelled_caught:
+            if watch is not None and watch.orphaned:
+                raise att.timed_out(watch)
             if att.clock() >= att.deadline_at or att.silence is None:
                 raise DeadlineExceeded(
                     att.describe(), deadline=self._deadline, attempts=self._attempts, waiting_for="streaming"
@@ -102,6 +108,9 @@ class AsyncStream(Generic[T]):
             await self._opened.raw.aclose()
 
     def _finish(self, exc: BaseException | None) -> None:
+        watch, self._opened.watch = self._opened.watch, None
+        if watch is not None and self._att.watches is not None:
+            self._att.watches.pop(watch, None)
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close(exc)
@@ -121,6 +130,3 @@ class AsyncStream(Generic[T]):
         async for _ in self:
             pass
 
-
-def dump_json(data: object) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()

@@ -295,3 +295,25 @@ def test_real_metrics_lag_aborts_nothing_at_grace_7(name: str) -> None:
 def test_the_recorded_lag_fools_a_short_grace(name: str, grace: float) -> None:
     # The traces do test something: below half the lag, healthy requests would be aborted.
     assert len(replay(BURSTS[name], grace=grace)) > 30
+
+
+def test_streaming_bound_finds_a_stopped_answer_behind_a_churning_queue() -> None:
+    # The server runs 3 and queues 5 (recent requests of ours, not yet "known"); our 4 streaming answers
+    # include one that stopped mid-way and was forgotten. Counting all requests cannot see it; counting
+    # running against streaming can.
+    det: OrphanDetector[str] = OrphanDetector(grace=1.0)
+    silent = [("stopped", 0.0), ("q1", 2.5), ("q2", 2.6)]
+    streaming = {"stopped", "s1", "s2", "s3"}
+    chosen: list[str] = []
+    for t in (2.0, 2.5, 3.0, 3.5, 4.0):
+        load = ServerLoad(running=3, waiting=5, kv_cache_usage=None, engines=1, scraped_at=t)
+        chosen += det.observe(load, silent, t, known=4, streaming=streaming)
+    assert chosen == ["stopped"]
+
+
+def test_streaming_bound_never_picks_an_answer_that_has_not_started() -> None:
+    det: OrphanDetector[str] = OrphanDetector(grace=1.0)
+    silent = [("queued", 0.0)]  # silent for long, but never started: the running bound says nothing of it
+    for t in (2.0, 3.0, 4.0, 5.0):
+        load = ServerLoad(running=1, waiting=1, kv_cache_usage=None, engines=1, scraped_at=t)
+        assert det.observe(load, silent, t, known=1, streaming={"a", "b"}) == []

@@ -155,9 +155,18 @@ class ServerMonitor:
         watches = engine.watches
         assert watches is not None
         silent = [(w, w.silent_since) for w in watches]
-        settled = load.scraped_at - self._config.orphan_grace
-        known = sum(1 for w in watches if w.sent_at <= settled)
-        victims: list[Any] = self._detector.observe(load, silent, engine.clock(), known=known)
+        # Attempts this scrape must count: sent long enough ago to be past the metrics lag, or already
+        # answering (a request streaming its answer is scheduled, hence counted).
+        settled, scraped = load.scraped_at - self._config.orphan_grace, load.scraped_at
+        known = sum(
+            1
+            for w in watches
+            if w.sent_at <= settled or (w.first_byte_at is not None and w.first_byte_at <= scraped)
+        )
+        streaming = [w for w in watches if w.first_byte_at is not None and w.first_byte_at <= scraped]
+        victims: list[Any] = self._detector.observe(
+            load, silent, engine.clock(), known=known, streaming=streaming
+        )
         if not victims:
             return
         for w in victims:

@@ -34,6 +34,14 @@ waiting for its next byte. Each scrape of ``/metrics`` gives ``server_active = r
    already selected are neither selected again nor counted as still owed while the caller winds them
    down.
 
+5. A finer bound for answers that stopped mid-way (a server that generated an answer and never sent the
+   rest): every attempt whose answer had started arriving by the scrape is scheduled, hence counted in
+   ``running`` (vLLM counts a request once the step that schedules it ends, which is when its first
+   token exists). So when this client is streaming ``s`` answers and the server runs fewer than ``s``
+   requests, at least ``s − running`` of those answers are forgotten. The waiting queue, which lags and
+   churns, cannot hide such an orphan; only attempts that started *and* then went silent for ``grace``
+   are chosen for it. Other clients' requests only add to ``running``, so this bound is safe too.
+
 An orphan is therefore aborted between ``2 × grace`` and ``2 × grace`` plus one poll interval after it
 went silent, and a lag up to about ``2 × grace`` is tolerated: ``grace`` must be at least half the
 server's longest arrival lag (7 s for the contended CPU burst above; GPU servers lag far less).
@@ -50,7 +58,7 @@ The detector is pure: no clock, no I/O, no logging. The caller passes the time a
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from typing import Generic, TypeVar
 
 from resilient_llm._exceptions import ConfigError
@@ -88,13 +96,20 @@ class OrphanDetector(Generic[K]):
         return self._grace
 
     def observe(
-        self, load: ServerLoad, silent: Sequence[tuple[K, float]], now: float, *, known: int | None = None
+        self,
+        load: ServerLoad,
+        silent: Sequence[tuple[K, float]],
+        now: float,
+        *,
+        known: int | None = None,
+        streaming: Collection[K] | None = None,
     ) -> list[K]:
         """Feed one scrape; return the keys to abort, oldest first (usually none).
 
         ``silent`` holds ``(key, silent_since)`` for every attempt currently waiting for a byte, on the
         same clock as ``now`` and ``load.scraped_at``; ``known`` is how many attempts (silent or not)
-        this client has had in flight since at least ``grace`` before the scrape.
+        this client has had in flight since at least ``grace`` before the scrape; ``streaming`` the keys
+        of attempts whose answer had started arriving by the scrape (rule 5).
         """
         present = {key for key, _ in silent}
         self._selected &= present
@@ -104,8 +119,10 @@ class OrphanDetector(Generic[K]):
 
         seen_at = min(now, load.scraped_at)
         eligible = [(since, key) for key, since in silent if seen_at - since >= self._grace]
-        deficit = max(len(eligible), known or 0) - load.active
-        if deficit <= 0:
+        deficit_all = max(len(eligible), known or 0) - load.active
+        started = set(streaming) if streaming is not None else set()
+        deficit_started = len(started) - load.running if streaming is not None else 0
+        if max(deficit_all, deficit_started) <= 0:
             self._run_start = None
             return []
         if self._run_start is None:
@@ -113,16 +130,22 @@ class OrphanDetector(Generic[K]):
         if seen_at - self._run_start < self._grace:
             return []
 
-        owed = deficit - len(self._selected)
-        if owed <= 0:
-            return []
         run_start, grace = self._run_start, self._grace
-        candidates = sorted(
-            (since, i, key)
-            for i, (since, key) in enumerate(eligible)
-            if key not in self._selected and seen_at - max(run_start, since + grace) >= grace
-        )
-        chosen = [key for _, _, key in candidates[:owed]]
+        candidates = [
+            key
+            for since, i, key in sorted(
+                (since, i, key)
+                for i, (since, key) in enumerate(eligible)
+                if key not in self._selected and seen_at - max(run_start, since + grace) >= grace
+            )
+        ]
+        # Rule 5 first: answers that started and then went silent while the server runs fewer requests
+        # than this client is streaming.
+        owed_started = deficit_started - len(self._selected & started)
+        chosen = [key for key in candidates if key in started][: max(0, owed_started)]
+        owed = deficit_all - len(self._selected) - len(chosen)
+        if owed > 0:
+            chosen += [key for key in candidates if key not in chosen][:owed]
         self._selected.update(chosen)
         return chosen
 
