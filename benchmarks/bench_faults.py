@@ -169,7 +169,7 @@ def simulator_args(args: argparse.Namespace) -> list[str]:
         "--seed",
         str(args.seed),
         "--faults",
-        args.faults,
+        args.faults + (",metrics_missing=1" if args.no_metrics else ""),
         "--max-queued",
         str(4 * args.capacity),
         "--metrics-lag",
@@ -183,11 +183,7 @@ def ideal_makespan(workload: Any, capacity: int) -> float:
     """Simulated seconds for the whole workload on a perfectly packed server: total work ÷ capacity."""
     from resilient_llm.testing import SimulatorConfig
 
-    sim = SimulatorConfig(capacity=capacity)
-    per_token = sim.token_time * (1 + sim.batch_slowdown * (sim.capacity - 1))
-    prompt = 100 * sim.prefill_time_per_token
-    work = sum(prompt + tokens * per_token for task in workload.plan() for calls in task for tokens in calls)
-    return float(work / sim.capacity)
+    return float(workload.ideal_makespan(SimulatorConfig(capacity=capacity)))
 
 
 async def run_profile(
@@ -301,9 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--faults", default=INCIDENT_FAULTS, help="simulator faults, KIND=P,...")
     parser.add_argument("--seed", type=int, default=1, help="the simulator's seed (same for every client)")
     parser.add_argument("--tasks", type=int, default=8, help="tasks started together")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds of parallel calls per task")
-    parser.add_argument("--calls-per-round", type=int, default=6, help="parallel calls per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of parallel calls per task")
+    parser.add_argument("--calls-per-round", type=int, default=12, help="parallel calls per round")
     parser.add_argument("--median-tokens", type=int, default=350, help="median answer length")
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="the simulator's /metrics answers 404 (the breaker's fallback)"
+    )
     parser.add_argument(
         "--limit-factor", type=float, default=4.0, help="stop a run at this multiple of ideal"
     )

@@ -69,11 +69,7 @@ class DemoConfig:
 
     def ideal_makespan(self) -> float:
         """Simulated seconds for the whole workload on a perfectly packed server (work ÷ capacity)."""
-        sim = self.simulator()
-        per_token = sim.token_time * (1 + sim.batch_slowdown * (sim.capacity - 1))
-        prompt = 100 * sim.prefill_time_per_token
-        work = sum(prompt + n * per_token for task in self.workload.plan() for rnd in task for n in rnd)
-        return work / sim.capacity
+        return self.workload.ideal_makespan(self.simulator())
 
 
 def library_settings(scale: float) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import anyio
 
+from ..testing import SimulatorConfig
+
 Status = Literal["ok", "failed", "hung", "not_run"]
 
 #: The JSON object an ARC call must return (the keys the pipeline's structures read).
@@ -73,6 +75,16 @@ class ArcWorkload:
 
     def total_tokens(self) -> int:
         return sum(n for task in self.plan() for rnd in task for n in rnd)
+
+    def ideal_makespan(self, sim: SimulatorConfig, *, prompt_tokens: int = 100) -> float:
+        """Simulated seconds on a perfectly packed server: total work ÷ capacity.
+
+        Work per call is its prefill plus its tokens at the per-token time of a full batch.
+        """
+        per_token = sim.token_time * (1 + sim.batch_slowdown * (sim.capacity - 1))
+        prompt = prompt_tokens * sim.prefill_time_per_token
+        work = sum(prompt + n * per_token for task in self.plan() for rnd in task for n in rnd)
+        return work / (sim.capacity * sim.engines)
 
 
 @dataclass(slots=True)
