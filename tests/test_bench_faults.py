@@ -45,11 +45,18 @@ def test_sdk_retry_sleeps_are_scaled() -> None:
 
 
 def test_ideal_makespan_is_work_over_capacity() -> None:
-    workload = SimpleNamespace(plan=lambda: [[[100, 300]], [[200]]])  # 600 tokens in all
+    from resilient_llm.demo import ArcWorkload
+    from resilient_llm.testing import SimulatorConfig
+
+    workload = ArcWorkload(tasks=2, rounds=1, calls_per_round=2)
     half = bench_faults.ideal_makespan(workload, 16)
     full = bench_faults.ideal_makespan(workload, 8)
     assert half > 0
-    assert full > half  # fewer sequences at once: the same work takes longer
+    assert full == pytest.approx(2 * half * (1 + 0.01 * 7) / (1 + 0.01 * 15))  # work ÷ capacity
+    sim = SimulatorConfig(capacity=8)
+    per_token = sim.token_time * (1 + sim.batch_slowdown * 7)
+    expected = sum(100 * sim.prefill_time_per_token + n * per_token for t in workload.plan() for r in t for n in r) / 8
+    assert full == pytest.approx(expected)
 
 
 def test_first_errors_counts_failed_calls_by_type() -> None:
