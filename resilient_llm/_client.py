@@ -47,9 +47,15 @@ def _given(value: object) -> bool:
 class AsyncOpenAI:
     """A drop-in for ``openai.AsyncOpenAI`` whose calls always end, success or a typed error.
 
-    The first arguments are openai-python's and mean the same; ``timeout`` is per attempt, and its
-    read part is the longest silence between two pieces of an answer (a generation that keeps
-    producing tokens is never cut). The keyword-only resilience settings (all times in seconds):
+    The first arguments are openai-python's and mean the same: ``api_key`` (else ``OPENAI_API_KEY``;
+    a local server needs none), ``organization``, ``project``, ``base_url`` (else ``OPENAI_BASE_URL``),
+    ``default_headers``, ``default_query``, ``http_client`` (an ``httpx.AsyncClient``; without one,
+    asyncio calls go through aiohttp). ``timeout`` is per attempt (default 600 s, 5 s to connect), and
+    its read part is the longest silence between two pieces of an answer: a generation that keeps
+    producing tokens is never cut. ``max_retries`` (default 4; openai-python's is 2) counts retries per
+    call; the deadline and the retry budget bound them too.
+
+    The keyword-only resilience settings (all times in seconds):
 
     Args:
         deadline: the whole call — every attempt, backoff sleep and wait in the limiter or breaker.
@@ -68,7 +74,8 @@ class AsyncOpenAI:
         retry_budget: :class:`RetryBudgetConfig`; retries allowed per window, so a dead server does
             not get a retry storm. Default 20 % of requests plus 2 per second.
         backoff: :class:`Backoff` (base, cap, jitter) between attempts. Default full jitter 0.5..8 s.
-        hooks: callables receiving :mod:`event <resilient_llm.events>` objects.
+        hooks: callables receiving event objects (:class:`RetryScheduled`, :class:`BreakerTransition`,
+            :class:`OrphansAborted`, :class:`MetricsAvailability`); they run inline and must be quick.
 
     Settings not passed as arguments are read from ``RESILIENT_LLM_*`` environment variables.
     """
@@ -135,17 +142,16 @@ class AsyncOpenAI:
         budget = retry_budget if _given(retry_budget) else RetryBudgetConfig()
         if not isinstance(budget, RetryBudgetConfig):
             raise ConfigError(f"retry_budget must be a RetryBudgetConfig, got {retry_budget!r}")
-        breaker_config = resolve_breaker(breaker, env)
-        self._engine = Engine(
-            max_concurrency=concurrency,
-            ramp_up=ramp,
-            rate_limit=resolve_rate_limit(rate_limit, env),
-            breaker=breaker_config,
-            retry_budget=budget,
-            metrics_url=derive_metrics_url(self.base_url),
-            transport_factory=default_transport(http_client),
-            hooks=tuple(hooks),
-        )
+        self._engine_args: dict[str, Any] = {
+            "max_concurrency": concurrency,
+            "ramp_up": ramp,
+            "rate_limit": resolve_rate_limit(rate_limit, env),
+            "breaker": resolve_breaker(breaker, env),
+            "retry_budget": budget,
+            "transport_factory": default_transport(http_client),
+            "hooks": tuple(hooks),
+        }
+        self._engine = Engine(metrics_url=derive_metrics_url(self.base_url), **self._engine_args)
         self._init_resources()
 
     def _init_resources(self) -> None:
@@ -159,18 +165,22 @@ class AsyncOpenAI:
     # --- settings ------------------------------------------------------------------------------
     @property
     def timeout(self) -> httpx.Timeout:
+        """Per attempt: connect limit, and the read limit on silence between two pieces of an answer."""
         return self._settings.timeout
 
     @property
     def max_retries(self) -> int:
+        """Retries per call after the first attempt (refused connections with the breaker on excepted)."""
         return self._settings.max_retries
 
     @property
     def deadline(self) -> float:
+        """Seconds for a whole call: attempts, backoff sleeps and waits in the limiter and breaker."""
         return self._settings.deadline
 
     @property
     def stall_timeout(self) -> float | None:
+        """The longest silence tolerated while an answer is produced; ``None``: no stall detection."""
         return self._settings.stall_timeout
 
     def with_options(
@@ -192,7 +202,11 @@ class AsyncOpenAI:
         **shared: Any,
     ) -> AsyncOpenAI:
         """A copy with other per-call settings that shares this client's connection pool, limiter,
-        breaker, retry budget and stats (as openai-python's ``with_options`` shares its pool)."""
+        breaker, retry budget and stats (as openai-python's ``with_options`` shares its pool).
+
+        A copy with another ``base_url`` talks to another server: it gets limits, a breaker and stats
+        of its own (the same settings), since the first server's queue says nothing about the second's.
+        """
         if shared:
             names = ", ".join(sorted(shared))
             raise ConfigError(
@@ -233,6 +247,8 @@ class AsyncOpenAI:
         if _given(backoff):
             changes["backoff"] = backoff
         new._settings = self._settings.evolve(**changes) if changes else self._settings
+        if new.base_url != self.base_url:
+            new._engine = Engine(metrics_url=derive_metrics_url(new.base_url), **self._engine_args)
         new._init_resources()
         return new
 
@@ -240,7 +256,11 @@ class AsyncOpenAI:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def stats(self) -> Stats:
-        """A snapshot: in flight, queued, held by the breaker, ramp level, retries, budget, ..."""
+        """A snapshot: in flight, queued, held by the breaker, ramp level, retries, budget, ...
+
+        Call it from the event loop the client runs on (a task that prints progress, say): reading the
+        breaker may apply a due state change, which wakes waiting calls.
+        """
         return self._engine.stats()
 
     def metrics(self) -> bytes:

@@ -600,3 +600,16 @@ async def test_responses_create_is_reassembled_from_events() -> None:
         async with client(server) as c:
             r = await c.responses.create(model="m", input="hi")
     assert r.output_text == "hello"
+
+
+async def test_with_options_to_another_server_gets_its_own_engine() -> None:
+    with serve(stream_abc) as one, serve(stream_abc) as two:
+        async with client(one) as c:
+            other = c.with_options(base_url=two.base_url)
+            same = c.with_options(timeout=5)
+            assert same._engine is c._engine
+            assert other._engine is not c._engine
+            await other.chat.completions.create(model="m", messages=MSG)
+            assert c.stats().calls == 0 and other.stats().calls == 1
+            await other.close()
+    assert two.hits == 1 and one.hits == 0

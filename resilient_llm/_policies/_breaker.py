@@ -59,7 +59,9 @@ class BreakerConfig:
     ``failure_threshold`` consecutive failures open the breaker for ``open_cooldown``, doubled per
     consecutive re-open up to ``max_cooldown``; ``half_open_probes`` calls go through in half-open and
     as many successes close it. A load older than ``stale_after`` is ignored. ``poll_interval``,
-    ``metrics_url`` and ``orphan_grace`` are read by the client's ``/metrics`` poller; they are
+    ``metrics_url`` and ``orphan_grace`` are read by the client's ``/metrics`` poller
+    (``orphan_grace=None`` switches orphan detection off, for a ``base_url`` that balances over several
+    servers whose ``/metrics`` describe only one of them); they are
     validated here (``stale_after`` must exceed ``poll_interval``). The repr masks credentials and
     query strings in ``metrics_url``.
     """
@@ -79,7 +81,7 @@ class BreakerConfig:
     metrics_url: str | None = None
     # A real vLLM 0.32 on a busy CPU counted a burst's new requests only after up to 13.5 s; the orphan
     # rule tolerates a lag of about 2 x grace (docs/real-vllm.md).
-    orphan_grace: float = 10.0
+    orphan_grace: float | None = 10.0  # None: no orphan detection (e.g. a base_url over several replicas)
 
     def __post_init__(self) -> None:
         name = "BreakerConfig"
@@ -99,7 +101,8 @@ class BreakerConfig:
         check_int(name, "half_open_probes", self.half_open_probes, at_least=1)
         check_number(name, "poll_interval", self.poll_interval, above=0)
         check_number(name, "stale_after", self.stale_after, above=self.poll_interval)
-        check_number(name, "orphan_grace", self.orphan_grace, at_least=0)
+        if self.orphan_grace is not None:
+            check_number(name, "orphan_grace", self.orphan_grace, at_least=0)
         if self.metrics_url is not None:
             _check_url(self.metrics_url)
 

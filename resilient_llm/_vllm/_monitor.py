@@ -20,7 +20,7 @@ import anyio
 import sniffio
 
 from .._events import MetricsAvailability, OrphansAborted, emit
-from .._policies._breaker import BreakerConfig
+from .._policies._breaker import BreakerConfig, _redact
 from ._load import ServerLoad
 from ._metrics import parse_metrics
 from ._orphans import OrphanDetector
@@ -37,7 +37,9 @@ class ServerMonitor:
         self._engine = engine
         self._config = config
         self.url = config.metrics_url or metrics_url
-        self._detector: OrphanDetector[Watch] = OrphanDetector(grace=config.orphan_grace)
+        self._detector: OrphanDetector[Watch] | None = (
+            None if config.orphan_grace is None else OrphanDetector(grace=config.orphan_grace)
+        )
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warned_backend = False
@@ -86,7 +88,8 @@ class ServerMonitor:
             breaker.on_load(load)
             engine.limiter.set_admission_budget(self._headroom(load))
             if load is not None and engine.watches:
-                self._abort_orphans(load)
+                if self._detector is not None:
+                    self._abort_orphans(load, self._detector)
                 if load.waiting:
                     self._excuse_queued(load)
             await anyio.sleep(interval)
@@ -121,11 +124,11 @@ class ServerMonitor:
         first = self._available is None
         self._available = available
         if first and available:
-            logger.info("reading server load from %s", self.url)
+            logger.info("reading server load from %s", _redact(str(self.url)))
         elif self._engine.hooks:
             emit(
                 self._engine.hooks,
-                MetricsAvailability(available=available, url=str(self.url), detail=self._detail),
+                MetricsAvailability(available=available, url=_redact(str(self.url)), detail=self._detail),
             )
 
     def _headroom(self, load: ServerLoad | None) -> int | None:
@@ -150,23 +153,21 @@ class ServerMonitor:
         for w in unstarted[-load.waiting :]:
             w.excuse_silence(now)
 
-    def _abort_orphans(self, load: ServerLoad) -> None:
+    def _abort_orphans(self, load: ServerLoad, detector: OrphanDetector[Watch]) -> None:
         engine = self._engine
         watches = engine.watches
         assert watches is not None
         silent = [(w, w.silent_since) for w in watches]
         # Attempts this scrape must count: sent long enough ago to be past the metrics lag, or already
         # answering (a request streaming its answer is scheduled, hence counted).
-        settled, scraped = load.scraped_at - self._config.orphan_grace, load.scraped_at
+        settled, scraped = load.scraped_at - detector.grace, load.scraped_at
         known = sum(
             1
             for w in watches
             if w.sent_at <= settled or (w.first_byte_at is not None and w.first_byte_at <= scraped)
         )
         streaming = [w for w in watches if w.first_byte_at is not None and w.first_byte_at <= scraped]
-        victims: list[Any] = self._detector.observe(
-            load, silent, engine.clock(), known=known, streaming=streaming
-        )
+        victims: list[Any] = detector.observe(load, silent, engine.clock(), known=known, streaming=streaming)
         if not victims:
             return
         for w in victims:

@@ -85,7 +85,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--max-model-len", type=int)
     parser.add_argument("--kv-cache-tokens", type=int)
-    parser.add_argument("--max-queued", type=int, help="answer 503 when this many requests wait")
+    parser.add_argument(
+        "--max-queued", type=int, help="answer 503 when this many requests are running or waiting already"
+    )
     parser.add_argument("--metrics-lag", type=float, help="seconds /metrics trails the engine by")
     parser.add_argument("--instant", action="store_true", help="no delays, short answers (benchmarks)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
