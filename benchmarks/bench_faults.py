@@ -300,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of parallel calls per task")
     parser.add_argument("--calls-per-round", type=int, default=12, help="parallel calls per round")
     parser.add_argument("--median-tokens", type=int, default=350, help="median answer length")
+    parser.add_argument("--max-answer-tokens", type=int, default=2500, help="longest answer")
     parser.add_argument(
         "--no-metrics", action="store_true", help="the simulator's /metrics answers 404 (the breaker's fallback)"
     )
@@ -331,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rounds=args.rounds,
             calls_per_round=args.calls_per_round,
             median_tokens=args.median_tokens,
+            max_answer_tokens=args.max_answer_tokens,
         )
     except ValueError as exc:
         parser.error(str(exc))
