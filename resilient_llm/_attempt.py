@@ -104,7 +104,9 @@ class Watch:
         "silent_since",
     )
 
-    def __init__(self, scope: anyio.CancelScope, now: float, silence: float | None, deadline_at: float) -> None:
+    def __init__(
+        self, scope: anyio.CancelScope, now: float, silence: float | None, deadline_at: float
+    ) -> None:
         self.scope = scope
         self.sent_at = now
         self.silent_since = now
@@ -211,82 +213,92 @@ def _decode_json(att: Attempt, raw: RawResponse, body: bytes) -> dict[str, Any]:
     return data
 
 
-def _register(att: Attempt, scope: anyio.CancelScope) -> Watch | None:
-    if att.watches is None:
-        return None
-    watch = Watch(scope, att.clock(), att.silence, att.deadline_at)
-    att.watches[watch] = None
-    return watch
+class _Waiting:
+    """``async with _Waiting(att) as w``: one attempt's wait on the server.
 
+    It holds the cancel scope whose deadline is the silence limit (moved forward as the answer
+    arrives) capped by the call's deadline, and registers the attempt with the orphan detector. On the
+    way out it drops the connection if the body was not read to the end, unregisters the attempt
+    (unless a stream took it over), and turns the scope's expiry into the right error: deadline,
+    orphan or stall.
+    """
 
-async def _drop(raw: RawResponse | None) -> None:
-    if raw is not None:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-            await raw.aclose()
+    __slots__ = ("att", "raw", "scope", "watch")
+
+    def __init__(self, att: Attempt) -> None:
+        self.att = att
+        self.scope = anyio.CancelScope(deadline=att.first_deadline())
+        self.raw: RawResponse | None = None
+        self.watch: Watch | None = None
+
+    async def __aenter__(self) -> _Waiting:
+        self.scope.__enter__()
+        att = self.att
+        if att.watches is not None:
+            self.watch = Watch(self.scope, att.clock(), att.silence, att.deadline_at)
+            att.watches[self.watch] = None
+        return self
+
+    def heard(self) -> None:
+        """An event arrived: the server is alive; move the silence limit forward."""
+        att = self.att
+        now = att.clock()
+        if self.watch is not None:
+            self.watch.heard(now)
+        silence, scope = att.silence, self.scope
+        if silence is not None and scope.deadline < att.deadline_at:
+            move_to = now + silence
+            if move_to - scope.deadline > silence * _MOVE_SLACK:
+                scope.deadline = min(move_to, att.deadline_at)
+
+    def hand_over(self) -> Watch | None:
+        """A committed stream keeps the connection and the registration from here on."""
+        watch, self.watch, self.raw = self.watch, None, None
+        return watch
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc_type is not None and self.raw is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                await self.raw.aclose()
+        watch = self.watch
+        if watch is not None and self.att.watches is not None:
+            self.att.watches.pop(watch, None)
+        self.scope.__exit__(exc_type, exc, tb)  # re-raises anything but its own cancellation
+        if self.scope.cancelled_caught:  # the scope expired (or was cancelled as an orphan)
+            raise self.att.timed_out(watch) from None
 
 
 async def read_json(att: Attempt) -> dict[str, Any]:
-    raw: RawResponse | None = None
-    watch = None
-    with anyio.CancelScope(deadline=att.first_deadline()) as scope:
-        watch = _register(att, scope)
-        try:
-            raw = await send(att)
-            body = await raw.read()
-            return _decode_json(att, raw, body)
-        except BaseException:
-            await _drop(raw)
-            raise
-        finally:
-            if watch is not None:
-                att.watches.pop(watch, None)  # type: ignore[union-attr]
-    raise att.timed_out(watch)
+    async with _Waiting(att) as w:
+        raw = w.raw = await send(att)
+        return _decode_json(att, raw, await raw.read())
 
 
 async def read_assembled(att: Attempt, assembler: Assembler) -> dict[str, Any]:
     """Stream the answer, feed every chunk to ``assembler``, return its non-streaming body."""
-    raw: RawResponse | None = None
-    watch = None
-    silence = att.silence
-    clock = att.clock
-    with anyio.CancelScope(deadline=att.first_deadline()) as scope:
-        watch = _register(att, scope)
-        try:
-            raw = await send(att)
-            if "text/event-stream" not in raw.headers.get("content-type", ""):
-                return _decode_json(att, raw, await raw.read())  # the server ignored stream=true
-            done = False
-            reader = EventReader(raw.read_some)
-            while (item := await reader.next()) is not None:
-                data = item[1]
-                att.events += 1
-                if watch is not None:
-                    watch.heard(clock())
-                if silence is not None:
-                    now = clock()
-                    move_to = now + silence
-                    if scope.deadline < att.deadline_at and move_to - scope.deadline > silence * _MOVE_SLACK:
-                        scope.deadline = min(move_to, att.deadline_at)
-                if data == b"[DONE]":
-                    done = True
-                    break
-                chunk = _decode_chunk(att, data)
-                assembler.feed(chunk)
-            if not done and not assembler.finished:
-                raise APIConnectionError(
-                    message=f"The stream ended without [DONE] after {att.events} event(s)",
-                    request=att.describe(),
-                )
-            await raw.release()
-            raw = None
-            return assembler.result()
-        except BaseException:
-            await _drop(raw)
-            raise
-        finally:
-            if watch is not None:
-                att.watches.pop(watch, None)  # type: ignore[union-attr]
-    raise att.timed_out(watch)
+    async with _Waiting(att) as w:
+        raw = w.raw = await send(att)
+        if "text/event-stream" not in raw.headers.get("content-type", ""):
+            return _decode_json(att, raw, await raw.read())  # the server ignored stream=true
+        done = False
+        reader = EventReader(raw.read_some)
+        while (item := await reader.next()) is not None:
+            att.events += 1
+            w.heard()
+            if item[1] == b"[DONE]":
+                done = True
+                break
+            assembler.feed(_decode_chunk(att, item[1]))
+        if not done and not assembler.finished:
+            raise APIConnectionError(
+                message=f"The stream ended without [DONE] after {att.events} event(s)",
+                request=att.describe(),
+            )
+        w.raw = None
+        await raw.release()
+        return assembler.result()
 
 
 def _decode_chunk(att: Attempt, data: bytes) -> dict[str, Any]:
@@ -318,36 +330,23 @@ class OpenedStream:
 
 async def open_stream(att: Attempt) -> OpenedStream:
     """Send and wait for the first event; retries stay possible until this returns."""
-    raw: RawResponse | None = None
-    watch = None
-    with anyio.CancelScope(deadline=att.first_deadline()) as scope:
-        watch = _register(att, scope)
-        try:
-            raw = await send(att)
-            if "text/event-stream" not in raw.headers.get("content-type", ""):
-                body = _decode_json(att, raw, await raw.read())
-                return OpenedStream(raw, None, None, json_body=body)
-            events = EventReader(raw.read_some)
-            first = await events.next()
-            if first is None:
-                raise APIConnectionError(
-                    message="The stream ended before its first event", request=att.describe()
-                )
-            att.events = 1
-            if watch is not None:
-                watch.heard(att.clock())
-            if first[1] != b"[DONE]":
-                _decode_chunk(att, first[1])  # an error as the first event is still retryable
-            opened = OpenedStream(raw, events, first, watch=watch)
-            watch = None  # handed over to the stream
-            return opened
-        except BaseException:
-            await _drop(raw)
-            raise
-        finally:
-            if watch is not None:
-                att.watches.pop(watch, None)  # type: ignore[union-attr]
-    raise att.timed_out(watch)
+    async with _Waiting(att) as w:
+        raw = w.raw = await send(att)
+        if "text/event-stream" not in raw.headers.get("content-type", ""):
+            body = _decode_json(att, raw, await raw.read())
+            w.raw = None  # read to the end: nothing to drop
+            return OpenedStream(raw, None, None, json_body=body)
+        events = EventReader(raw.read_some)
+        first = await events.next()
+        if first is None:
+            raise APIConnectionError(
+                message="The stream ended before its first event", request=att.describe()
+            )
+        att.events = 1
+        w.heard()
+        if first[1] != b"[DONE]":
+            _decode_chunk(att, first[1])  # an error as the first event is still retryable
+        return OpenedStream(raw, events, first, watch=w.hand_over())
 
 
 __all__ = [
