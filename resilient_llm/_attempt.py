@@ -26,7 +26,6 @@ import anyio
 from ._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
-    DeadlineExceeded,
     OrphanedRequestError,
     StallError,
     StreamError,
@@ -168,15 +167,12 @@ class Attempt:
                 self.describe(), server_active=watch.server_active, client_waiting=watch.client_waiting
             )
         if self.clock() >= self.deadline_at or self.silence is None:
-            return _DeadlineReached()
+            return DeadlineReached()
         return StallError(self.describe(), silence=self.silence, received_events=self.events)
 
 
-class _DeadlineReached(Exception):
+class DeadlineReached(Exception):
     """Internal: the attempt scope ended at the call's deadline; the pipeline raises DeadlineExceeded."""
-
-
-DeadlineReached = _DeadlineReached
 
 
 async def send(att: Attempt) -> RawResponse:
@@ -352,7 +348,6 @@ async def open_stream(att: Attempt) -> OpenedStream:
 __all__ = [
     "Assembler",
     "Attempt",
-    "DeadlineExceeded",
     "DeadlineReached",
     "OpenedStream",
     "Request",

@@ -37,7 +37,7 @@ from ._attempt import (
 )
 from ._clock import now
 from ._config import RateLimit, RetryBudgetConfig, Settings
-from ._events import Event, EventHook, RetryScheduled, emit
+from ._events import EventHook, RetryScheduled, emit
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -422,4 +422,4 @@ def default_transport(http_client: Any = None) -> Callable[[], Transport]:
     return make
 
 
-__all__ = ["CallSpec", "Engine", "Event", "default_transport"]
+__all__ = ["CallSpec", "Engine", "default_transport", "retry_delay"]
