@@ -32,6 +32,7 @@ from ._exceptions import (
     status_error,
 )
 from ._http._base import RawResponse, Transport, describe_request, to_httpx_response
+from ._scope import DeadlineScope, deadline_scope
 from ._sse import Event, EventReader
 
 #: Moving a cancel scope's deadline costs a timer reschedule: skip moves shorter than this share of silence.
@@ -103,9 +104,7 @@ class Watch:
         "silent_since",
     )
 
-    def __init__(
-        self, scope: anyio.CancelScope, now: float, silence: float | None, deadline_at: float
-    ) -> None:
+    def __init__(self, scope: DeadlineScope, now: float, silence: float | None, deadline_at: float) -> None:
         self.scope = scope
         self.sent_at = now
         self.silent_since = now
@@ -223,12 +222,12 @@ class _Waiting:
 
     def __init__(self, att: Attempt) -> None:
         self.att = att
-        self.scope = anyio.CancelScope(deadline=att.first_deadline())
+        self.scope = deadline_scope(att.first_deadline())
         self.raw: RawResponse | None = None
         self.watch: Watch | None = None
 
     async def __aenter__(self) -> _Waiting:
-        self.scope.__enter__()
+        await self.scope.__aenter__()
         att = self.att
         if att.watches is not None:
             self.watch = Watch(self.scope, att.clock(), att.silence, att.deadline_at)
@@ -261,7 +260,7 @@ class _Waiting:
         watch = self.watch
         if watch is not None and self.att.watches is not None:
             self.att.watches.pop(watch, None)
-        self.scope.__exit__(exc_type, exc, tb)  # re-raises anything but its own cancellation
+        await self.scope.__aexit__(exc_type, exc, tb)  # re-raises anything but its own cancellation
         if self.scope.cancelled_caught:  # the scope expired (or was cancelled as an orphan)
             raise self.att.timed_out(watch) from None
 
@@ -280,9 +279,14 @@ async def read_assembled(att: Attempt, assembler: Assembler) -> dict[str, Any]:
             return _decode_json(att, raw, await raw.read())  # the server ignored stream=true
         done = False
         reader = EventReader(raw.read_some)
-        while (item := await reader.next()) is not None:
+        while True:
+            fresh = not reader.buffered
+            item = await reader.next()
+            if item is None:
+                break
             att.events += 1
-            w.heard()
+            if fresh:  # events that came in one read are heard once
+                w.heard()
             if item[1] == b"[DONE]":
                 done = True
                 break

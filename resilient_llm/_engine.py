@@ -57,6 +57,7 @@ from ._policies._breaker import Breaker, BreakerConfig
 from ._policies._budget import RetryBudget
 from ._policies._ramp import Ramp
 from ._policies._retry_after import is_retryable_status, retry_after, should_retry_header
+from ._scope import deadline_scope
 from ._stats import Counters, Stats
 from ._streaming import AsyncStream
 
@@ -189,7 +190,7 @@ class Engine:
         state = _CallState()
         front = False  # a retry goes to the front of the queue: it is the oldest call there
         try:
-            with anyio.CancelScope(deadline=deadline_at):
+            async with deadline_scope(deadline_at):
                 while True:
                     state.phase = "queued"
                     try:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import anyio
 import sniffio
 
+from ._clock import now
 from ._config import RateLimit
 from ._exceptions import ConfigError
 from ._policies._breaker import Breaker
@@ -82,7 +83,7 @@ class Limiter:
         ramp: Ramp | None = None,
         breaker: Breaker | None = None,
         rate_limit: RateLimit | None = None,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = now,
     ) -> None:
         self.max_concurrency = max_concurrency
         self.in_flight = 0

@@ -44,6 +44,11 @@ class EventReader:
         self._ready: deque[Event] = deque()
         self._eof = False
 
+    @property
+    def buffered(self) -> bool:
+        """Whether the next event is already here (arrived with the previous one, in the same read)."""
+        return bool(self._ready)
+
     async def next(self) -> Event | None:
         """The next event, or ``None`` when the body ended."""
         ready = self._ready

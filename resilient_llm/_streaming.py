@@ -16,6 +16,7 @@ import anyio
 
 from ._attempt import Attempt, OpenedStream, _decode_chunk
 from ._exceptions import DeadlineExceeded, StallError
+from ._scope import deadline_scope
 
 T = TypeVar("T")
 
@@ -74,7 +75,7 @@ class AsyncStream(Generic[T]):
         if events is None:
             return None
         watch = self._opened.watch
-        with anyio.CancelScope(deadline=att.first_deadline()) as scope:
+        async with deadline_scope(att.first_deadline()) as scope:
             if watch is not None:
                 watch.scope = scope
             item = await events.next()
@@ -129,4 +130,3 @@ class AsyncStream(Generic[T]):
     async def until_done(self) -> None:
         async for _ in self:
             pass
-
