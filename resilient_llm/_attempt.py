@@ -16,7 +16,6 @@ Three ways to read an answer:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +31,7 @@ from ._exceptions import (
     status_error,
 )
 from ._http._base import RawResponse, Transport, describe_request, to_httpx_response
+from ._json import dumps, loads
 from ._scope import DeadlineScope, deadline_scope
 from ._sse import Event, EventReader
 
@@ -71,16 +71,9 @@ class Request:
     @property
     def content(self) -> bytes | None:
         if self._content is None and self._body is not None:
-            self._content = json.dumps(self._body, default=_json_default, ensure_ascii=False).encode()
+            self._content = dumps(self._body)
             self._body = None
         return self._content
-
-
-def _json_default(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)  # pydantic models passed in messages, tools, ...
-    if callable(dump):
-        return dump(exclude_unset=True)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 class Watch:
@@ -189,7 +182,7 @@ def _decode_error_body(body: bytes) -> object | None:
     if not body:
         return None
     try:
-        decoded: object = json.loads(body)
+        decoded: object = loads(body)
     except ValueError:
         return body.decode("utf-8", "replace")
     return decoded
@@ -197,7 +190,7 @@ def _decode_error_body(body: bytes) -> object | None:
 
 def _decode_json(att: Attempt, raw: RawResponse, body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body)
+        data = loads(body)
     except ValueError as exc:
         # A cut body is a broken connection (retryable), not a schema problem.
         raise APIConnectionError(
@@ -303,7 +296,7 @@ async def read_assembled(att: Attempt, assembler: Assembler) -> dict[str, Any]:
 
 def _decode_chunk(att: Attempt, data: bytes) -> dict[str, Any]:
     try:
-        chunk = json.loads(data)
+        chunk = loads(data)
     except ValueError as exc:
         raise APIConnectionError(
             message=f"Invalid JSON in a stream event: {exc}", request=att.describe()
