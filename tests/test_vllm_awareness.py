@@ -100,8 +100,15 @@ async def test_restart_trips_the_breaker_and_every_call_still_completes(
 ) -> None:
     caplog.set_level(logging.INFO, logger="resilient_llm")
     transitions: list[Any] = []
+    ramp_at_recovery: list[float] = []
+
+    def on_event(event: Any) -> None:
+        transitions.append(event)
+        if type(event).__name__ == "BreakerTransition" and event.new_state == "closed":
+            ramp_at_recovery.append(client.stats().ramp_level)
+
     async with VLLMSimulator(sim_config(restart_down_for=40)) as sim:
-        client = make_client(sim, hooks=[transitions.append])
+        client = make_client(sim, hooks=[on_event])
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: many(client, 24, 200))
             await anyio.sleep(0.3)
@@ -111,6 +118,7 @@ async def test_restart_trips_the_breaker_and_every_call_still_completes(
     assert stats.calls_ok == 24 and stats.calls_failed == 0
     states = [t.new_state for t in transitions if type(t).__name__ == "BreakerTransition"]
     assert "open" in states and states[-1] == "closed"
+    assert ramp_at_recovery and ramp_at_recovery[-1] < 0.5  # the slow-start ramp runs again
 
 
 async def test_missing_metrics_never_block_and_are_reported_once(caplog: pytest.LogCaptureFixture) -> None:
