@@ -302,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--median-tokens", type=int, default=350, help="median answer length")
     parser.add_argument("--max-answer-tokens", type=int, default=2500, help="longest answer")
     parser.add_argument(
-        "--no-metrics", action="store_true", help="the simulator's /metrics answers 404 (the breaker's fallback)"
+        "--no-metrics",
+        action="store_true",
+        help="the simulator's /metrics answers 404 (the breaker's fallback)",
     )
     parser.add_argument(
         "--limit-factor", type=float, default=4.0, help="stop a run at this multiple of ideal"

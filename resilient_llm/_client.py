@@ -25,9 +25,10 @@ from ._config import (
     resolve_breaker,
     resolve_rate_limit,
 )
-from ._engine import CallSpec, Engine, default_transport
+from ._engine import CallSpec, Engine
 from ._events import EventHook
 from ._exceptions import ConfigError, OpenAIError
+from ._http import default_transport
 from ._policies._backoff import Backoff
 from ._policies._breaker import BreakerConfig
 from ._stats import Stats

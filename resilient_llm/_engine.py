@@ -23,7 +23,6 @@ from typing import Any, Literal, TypeVar
 import anyio
 import httpx
 import pydantic
-import sniffio
 
 from ._attempt import (
     Assembler,
@@ -56,7 +55,7 @@ from ._limiter import BreakerWouldMissDeadline, Limiter
 from ._policies._breaker import Breaker, BreakerConfig
 from ._policies._budget import RetryBudget
 from ._policies._ramp import Ramp
-from ._policies._retry_after import is_retryable_status, retry_after, should_retry_header
+from ._policies._retry_after import is_retryable_status, retry_after, retry_delay, should_retry_header
 from ._scope import deadline_scope
 from ._stats import Counters, Stats
 from ._streaming import AsyncStream
@@ -64,8 +63,6 @@ from ._streaming import AsyncStream
 logger = logging.getLogger("resilient_llm")
 T = TypeVar("T")
 
-#: An attempt that could not get this much time before the deadline is not started.
-MIN_ATTEMPT_TIME = 0.05
 
 Mode = Literal["json", "assemble", "stream"]
 
@@ -389,18 +386,6 @@ class Engine:
         return describe_request(spec.request.method, spec.request.url)
 
 
-def retry_delay(backoff: float, *, retry_after: float | None, remaining: float) -> float | None:
-    """The sleep before the next attempt: the backoff, or the server's ``Retry-After`` if longer.
-
-    ``None`` when that sleep would leave less than :data:`MIN_ATTEMPT_TIME` of the deadline: the call
-    then fails at once (``DeadlineExceeded``) rather than start a sleep or an attempt it cannot finish.
-    """
-    delay = backoff if retry_after is None or retry_after < backoff else retry_after
-    if delay + MIN_ATTEMPT_TIME > remaining:
-        return None
-    return delay
-
-
 _PHASES = {
     "queued": "waiting for a slot in the limiter",
     "attempt": "waiting for the server",
@@ -408,19 +393,4 @@ _PHASES = {
 }
 
 
-def default_transport(http_client: Any = None) -> Callable[[], Transport]:
-    """aiohttp on asyncio (fast); httpx on other backends or around a user's ``http_client``."""
-
-    def make() -> Transport:
-        if http_client is None and sniffio.current_async_library() == "asyncio":
-            from ._http._aiohttp import AiohttpTransport
-
-            return AiohttpTransport()
-        from ._http._httpx import HttpxTransport
-
-        return HttpxTransport(http_client)
-
-    return make
-
-
-__all__ = ["CallSpec", "Engine", "default_transport", "retry_delay"]
+__all__ = ["CallSpec", "Engine"]

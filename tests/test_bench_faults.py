@@ -55,7 +55,10 @@ def test_ideal_makespan_is_work_over_capacity() -> None:
     assert full > half  # fewer sequences at once: the same work takes longer
     sim = SimulatorConfig(capacity=8)
     per_token = sim.token_time * (1 + sim.batch_slowdown * 7)
-    expected = sum(100 * sim.prefill_time_per_token + n * per_token for t in workload.plan() for r in t for n in r) / 8
+    expected = (
+        sum(100 * sim.prefill_time_per_token + n * per_token for t in workload.plan() for r in t for n in r)
+        / 8
+    )
     assert full == pytest.approx(expected)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import timezone
 from typing import Final
 
-__all__ = ["is_retryable_status", "retry_after", "should_retry_header"]
+__all__ = ["MIN_ATTEMPT_TIME", "is_retryable_status", "retry_after", "retry_delay", "should_retry_header"]
 
 #: Statuses worth retrying below 500: request timeout, conflict (openai-python retries it as a
 #: lock timeout), and rate limited. Every other 4xx is the caller's mistake and fails the same again.
@@ -97,3 +97,19 @@ def _parse_http_date(value: str, now_wall: float) -> float | None:
     except (OverflowError, ValueError, OSError):
         return None
     return max(0.0, timestamp - now_wall)
+
+
+#: An attempt that could not get this much time before the deadline is not started (seconds).
+MIN_ATTEMPT_TIME = 0.05
+
+
+def retry_delay(backoff: float, *, retry_after: float | None, remaining: float) -> float | None:
+    """The sleep before the next attempt: the backoff, or the server's ``Retry-After`` if longer.
+
+    ``None`` when that sleep would leave less than :data:`MIN_ATTEMPT_TIME` of the deadline: the call
+    then fails at once (``DeadlineExceeded``) rather than start a sleep or an attempt it cannot finish.
+    """
+    delay = backoff if retry_after is None or retry_after < backoff else retry_after
+    if delay + MIN_ATTEMPT_TIME > remaining:
+        return None
+    return delay

@@ -1,4 +1,4 @@
-"""Pure decisions of the call pipeline."""
+"""The retry sleep decision: Retry-After honoured, backoff kept, never past the deadline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from resilient_llm import Backoff
-from resilient_llm._engine import MIN_ATTEMPT_TIME, retry_delay
+from resilient_llm._policies._retry_after import MIN_ATTEMPT_TIME, retry_delay
 
 pytestmark = pytest.mark.timeout(30)
 
