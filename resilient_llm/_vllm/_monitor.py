@@ -20,7 +20,7 @@ import anyio
 import sniffio
 
 from .._events import MetricsAvailability, OrphansAborted, emit
-from .._policies._breaker import BreakerConfig, _redact
+from .._policies._breaker_config import BreakerConfig, _redact
 from ._load import ServerLoad
 from ._metrics import parse_metrics
 from ._orphans import OrphanDetector
