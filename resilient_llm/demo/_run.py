@@ -172,7 +172,7 @@ async def _one_run(
         else:
             call, client = library_call(sim.base_url, cfg.scale)
             name, stagger = "resilient_llm defaults", 0.0
-        bar = progress.add_task(f"{label:<28}", total=cfg.workload.calls, info="")
+        bar = progress.add_task(f"{label:<23}", total=cfg.workload.calls, info="")
         done = {"ok": 0, "failed": 0}
 
         def on_progress(outcome: CallOutcome) -> None:
@@ -279,7 +279,7 @@ async def _run_all(cfg: DemoConfig, console: Console) -> list[RunResult]:
     started = time.monotonic()
     with Progress(
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"),
