@@ -34,7 +34,7 @@ An ``error`` event (``{"error": {...}}``) is not a chunk: the caller raises it i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["ChatAssembler", "CompletionAssembler"]
 
@@ -73,9 +73,12 @@ def _copy_extra(extra: dict[str, Any]) -> dict[str, Any]:
 class _Envelope:
     """The top level shared by both endpoints: identity, fingerprint, usage and extra keys."""
 
-    __slots__ = ("_created", "_extra", "_id", "_model", "_top", "_usage", "chunks")
+    __slots__ = ("_choices", "_created", "_extra", "_id", "_model", "_top", "_usage", "chunks")
+
+    _OBJECT: ClassVar[str]  # the non-streaming body's "object"
 
     def __init__(self) -> None:
+        self._choices: dict[int, Any] = {}  # per choice index: its _ChatChoice / _CompletionChoice
         self.chunks = 0
         self._id: Any = None
         self._created: Any = None
@@ -83,6 +86,16 @@ class _Envelope:
         self._usage: Any = None
         self._top: dict[str, Any] = {}
         self._extra: dict[str, Any] = {}
+
+    @property
+    def finished(self) -> bool:
+        """Whether every answer seen so far has its ``finish_reason`` (the stream ended normally)."""
+        return bool(self._choices) and all(c.finish_reason is not None for c in self._choices.values())
+
+    def result(self) -> dict[str, Any]:
+        """The body the non-streaming endpoint would have returned. Can be called more than once."""
+        choices = [self._choices[i].result(i) for i in sorted(self._choices)]
+        return self._body(self._OBJECT, choices)
 
     def _feed_envelope(self, chunk: dict[str, Any]) -> None:
         self.chunks += 1
@@ -245,11 +258,8 @@ class ChatAssembler(_Envelope):
     ``finish_reason`` (a stream cut short has not).
     """
 
-    __slots__ = ("_choices",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._choices: dict[int, _ChatChoice] = {}
+    __slots__ = ()
+    _OBJECT = "chat.completion"
 
     def feed(self, chunk: dict[str, Any]) -> None:
         """Take one decoded chunk, in stream order."""
@@ -271,16 +281,6 @@ class ChatAssembler(_Envelope):
             for key, value in choice.items():
                 if key not in _CHAT_CHOICE_KEYS:
                     _merge_extra(state.extra, key, value)
-
-    @property
-    def finished(self) -> bool:
-        """Whether every answer seen so far has its ``finish_reason`` (the stream ended normally)."""
-        return bool(self._choices) and all(c.finish_reason is not None for c in self._choices.values())
-
-    def result(self) -> dict[str, Any]:
-        """The body the non-streaming endpoint would have returned. Can be called more than once."""
-        choices = [self._choices[i].result(i) for i in sorted(self._choices)]
-        return self._body("chat.completion", choices)
 
 
 class _CompletionChoice:
@@ -313,11 +313,8 @@ class _CompletionChoice:
 class CompletionAssembler(_Envelope):
     """Rebuilds a ``text_completion`` body from the chunks of a streamed ``/v1/completions`` call."""
 
-    __slots__ = ("_choices",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._choices: dict[int, _CompletionChoice] = {}
+    __slots__ = ()
+    _OBJECT = "text_completion"
 
     def feed(self, chunk: dict[str, Any]) -> None:
         """Take one decoded chunk, in stream order."""
@@ -339,13 +336,3 @@ class CompletionAssembler(_Envelope):
             for key, value in choice.items():
                 if key not in _COMPLETION_CHOICE_KEYS:
                     _merge_extra(state.extra, key, value)
-
-    @property
-    def finished(self) -> bool:
-        """Whether every answer seen so far has its ``finish_reason`` (the stream ended normally)."""
-        return bool(self._choices) and all(c.finish_reason is not None for c in self._choices.values())
-
-    def result(self) -> dict[str, Any]:
-        """The body the non-streaming endpoint would have returned. Can be called more than once."""
-        choices = [self._choices[i].result(i) for i in sorted(self._choices)]
-        return self._body("text_completion", choices)
