@@ -77,3 +77,11 @@ def describe(info: dict[str, object], command: str) -> str:
             f"packages: {versions}",
         ]
     )
+
+
+def write_results(path: Path, document: dict[str, object]) -> None:
+    """The benchmark's JSON results file (parent folders created)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

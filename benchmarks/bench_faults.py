@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 import time
@@ -41,7 +40,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._machine import REPO_ROOT, command_line, describe, machine_info
+from benchmarks._machine import REPO_ROOT, command_line, describe, machine_info, write_results
 from benchmarks._servers import RunningServer, ServerUnavailable, running_server, split_cpus
 
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "faults.json"
@@ -388,8 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "elapsed_seconds": round(elapsed, 1),
         "results": rows,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    write_results(args.output, document)
     print(f"\n{elapsed:.0f} s in all\nresults: {args.output}")
     if not args.no_chart:
         chart(rows, args.chart, f"ARC-shaped workload, {workload.calls} calls, faults {args.faults}")

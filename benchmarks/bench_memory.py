@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._clients import API_KEY, request_body, resilient_client_class
-from benchmarks._machine import REPO_ROOT, command_line, describe, machine_info
+from benchmarks._machine import REPO_ROOT, command_line, describe, machine_info, write_results
 from benchmarks._servers import SERVER_KINDS, ServerUnavailable, running_server, split_cpus
 
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "memory.json"
@@ -351,8 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verdict": verdict,
         "runs": rows,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    write_results(args.output, document)
     print(f"results: {args.output}")
     return 0
 

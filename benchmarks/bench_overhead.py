@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import math
 import os
 import statistics
@@ -31,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._clients import CLIENTS, DEFAULT_CLIENTS, Call, ClientKind
-from benchmarks._machine import REPO_ROOT, command_line, describe, machine_info
+from benchmarks._machine import REPO_ROOT, command_line, describe, machine_info, write_results
 from benchmarks._servers import SERVER_KINDS, ServerUnavailable, pin, running_server, split_cpus
 
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "overhead.json"
@@ -338,8 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "elapsed_seconds": round(elapsed, 1),
         "results": rows,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    write_results(args.output, document)
     print(f"results: {args.output}")
     if not args.no_chart:
         chart(rows, args.chart, f"{info['nproc']} CPUs ({info['cpu_model']}), {placement}")
