@@ -613,3 +613,19 @@ async def test_with_options_to_another_server_gets_its_own_engine() -> None:
             assert c.stats().calls == 0 and other.stats().calls == 1
             await other.close()
     assert two.hits == 1 and one.hits == 0
+
+
+async def test_rate_limit_spaces_requests(anyio_backend: str) -> None:
+    with serve(stream_abc) as server:
+        async with client(server, rate_limit=resilient_llm.RateLimit(rate=20, burst=1)) as c:
+            if anyio_backend == "trio":
+                with pytest.raises(resilient_llm.ConfigError, match="rate_limit needs asyncio"):
+                    await c.chat.completions.create(model="m", messages=MSG)
+                return
+            async with anyio.create_task_group() as tg:
+                for _ in range(5):
+                    tg.start_soon(lambda: c.chat.completions.create(model="m", messages=MSG))
+            assert c.stats().in_flight == 0
+    times = [r["t"] for r in server.requests]
+    assert len(times) == 5
+    assert max(times) - min(times) >= 0.15  # 5 requests at 20/s with a burst of 1: about 0.2 s apart in all
