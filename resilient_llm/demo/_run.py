@@ -255,8 +255,8 @@ def _table(results: list[RunResult], cfg: DemoConfig) -> Table:
 async def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RunResult]:
     if console is None:
         console = Console()
-        if console.width < 100:  # the table needs about 100 columns; log files and CI have 80
-            console = Console(width=100)
+        if not console.is_terminal and console.width < 120:  # a log file or CI: room for bars and table
+            console = Console(width=120)
     quiet = logging.getLogger("resilient_llm")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the progress bars and the table tell the story; restored below
