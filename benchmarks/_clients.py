@@ -133,13 +133,12 @@ def _headers() -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def open_httpx(base_url: str) -> AsyncIterator[Call]:
+async def _open_httpx_like(client_class: Any, base_url: str) -> AsyncIterator[Call]:
+    """A plain ``httpx.AsyncClient`` API over whichever transport ``client_class`` brings."""
     import httpx
 
     limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE)
-    async with httpx.AsyncClient(
-        base_url=base_url, limits=limits, timeout=TIMEOUT, headers=_headers()
-    ) as client:
+    async with client_class(base_url=base_url, limits=limits, timeout=TIMEOUT, headers=_headers()) as client:
 
         async def call() -> str:
             response = await client.post("/chat/completions", json=request_body())
@@ -149,22 +148,16 @@ async def open_httpx(base_url: str) -> AsyncIterator[Call]:
         yield call
 
 
-@contextlib.asynccontextmanager
-async def open_httpx_aiohttp(base_url: str) -> AsyncIterator[Call]:
+def open_httpx(base_url: str) -> contextlib.AbstractAsyncContextManager[Call]:
     import httpx
+
+    return _open_httpx_like(httpx.AsyncClient, base_url)
+
+
+def open_httpx_aiohttp(base_url: str) -> contextlib.AbstractAsyncContextManager[Call]:
     from httpx_aiohttp import HttpxAiohttpClient
 
-    limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE)
-    async with HttpxAiohttpClient(
-        base_url=base_url, limits=limits, timeout=TIMEOUT, headers=_headers()
-    ) as client:
-
-        async def call() -> str:
-            response = await client.post("/chat/completions", json=request_body())
-            response.raise_for_status()
-            return content_of(response.content)
-
-        yield call
+    return _open_httpx_like(HttpxAiohttpClient, base_url)
 
 
 @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ from ._config import (
     _count,
     _positive,
     coerce_timeout,
+    is_given,
     read_env,
     resolve_breaker,
     resolve_rate_limit,
@@ -39,10 +40,6 @@ from .resources import AsyncChat, AsyncCompletions, AsyncEmbeddings, AsyncModels
 _DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _INCLUDE_USAGE = {"include_usage": True}  # shared by every request body; only ever read
 _USER_AGENT = f"resilient-llm/{__version__}"
-
-
-def _given(value: object) -> bool:
-    return not isinstance(value, NotGiven) and type(value).__name__ not in ("NotGiven", "Omit")
 
 
 class AsyncOpenAI:
@@ -121,7 +118,7 @@ class AsyncOpenAI:
         self.http_client = http_client
 
         def pick(name: str, value: Any, default: Any) -> Any:
-            if _given(value):
+            if is_given(value):
                 return value
             return env.get(name, default)
 
@@ -134,13 +131,13 @@ class AsyncOpenAI:
             max_retries=pick("max_retries", max_retries, settings.max_retries),
             backoff=backoff if isinstance(backoff, Backoff) else settings.backoff,
         )
-        if _given(backoff) and not isinstance(backoff, Backoff):
+        if is_given(backoff) and not isinstance(backoff, Backoff):
             raise ConfigError(f"backoff must be a Backoff, got {backoff!r}")
         concurrency = _count(
             "max_concurrency", pick("max_concurrency", max_concurrency, DEFAULT_MAX_CONCURRENCY), minimum=1
         )
         ramp = _positive("ramp_up", pick("ramp_up", ramp_up, DEFAULT_RAMP_UP), allow_zero=True)
-        budget = retry_budget if _given(retry_budget) else RetryBudgetConfig()
+        budget = retry_budget if is_given(retry_budget) else RetryBudgetConfig()
         if not isinstance(budget, RetryBudgetConfig):
             raise ConfigError(f"retry_budget must be a RetryBudgetConfig, got {retry_budget!r}")
         self._engine_args: dict[str, Any] = {
@@ -237,15 +234,15 @@ class AsyncOpenAI:
             else {**self.default_query, **(default_query or {})}
         )
         changes: dict[str, Any] = {}
-        if _given(timeout):
+        if is_given(timeout):
             changes["timeout"] = coerce_timeout(timeout)  # type: ignore[arg-type]
-        if _given(max_retries):
+        if is_given(max_retries):
             changes["max_retries"] = max_retries
-        if _given(deadline):
+        if is_given(deadline):
             changes["deadline"] = deadline
-        if _given(stall_timeout):
+        if is_given(stall_timeout):
             changes["stall_timeout"] = stall_timeout
-        if _given(backoff):
+        if is_given(backoff):
             changes["backoff"] = backoff
         new._settings = self._settings.evolve(**changes) if changes else self._settings
         if new.base_url != self.base_url:
@@ -322,14 +319,14 @@ class AsyncOpenAI:
         if extra_headers:
             headers = dict(headers)
             for k, v in extra_headers.items():
-                if v is None or not _given(v):
+                if v is None or not is_given(v):
                     headers.pop(k.lower(), None)
                 else:
                     headers[k.lower()] = v
         return Request(method, url, headers, body)
 
     def _settings_for(self, timeout: Any) -> Settings:
-        if not _given(timeout):
+        if not is_given(timeout):
             return self._settings
         return self._settings.evolve(timeout=coerce_timeout(timeout))
 

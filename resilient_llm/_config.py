@@ -54,6 +54,12 @@ class NotGiven:
 
 NOT_GIVEN: Final = NotGiven()
 
+
+def is_given(value: object) -> bool:
+    """``NOT_GIVEN`` from this library or from openai-python (``NotGiven``/``Omit``) means "leave it out"."""
+    return type(value).__name__ not in ("NotGiven", "Omit")
+
+
 #: Whole-call budget: every attempt, backoff sleep and queue wait. 30 minutes covers a 20k-token
 #: answer generated at a few tokens per second under load, and is what openai-python's defaults
 #: (600 s per attempt, 2 retries) could already take in the worst case.

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx
@@ -36,7 +36,7 @@ from ._attempt import (
 )
 from ._clock import now
 from ._config import RateLimit, RetryBudgetConfig, Settings
-from ._events import EventHook, RetryScheduled, emit
+from ._events import BreakerTransition, EventHook, RetryScheduled, emit
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -60,8 +60,10 @@ from ._scope import deadline_scope
 from ._stats import Counters, Stats
 from ._streaming import AsyncStream
 
+if TYPE_CHECKING:
+    from ._vllm._monitor import ServerMonitor
+
 logger = logging.getLogger("resilient_llm")
-T = TypeVar("T")
 
 
 Mode = Literal["json", "assemble", "stream"]
@@ -123,12 +125,12 @@ class Engine:
         self._transport_factory = transport_factory
         self._transport: Transport | None = None
         self.watches: dict[Watch, None] | None = {} if breaker is not None else None
-        self.monitor: Any = None
-        if breaker is not None and self.breaker is not None:
+        self.monitor: ServerMonitor | None = None
+        if self.breaker is not None:
             from ._vllm._monitor import ServerMonitor
 
             self.breaker.add_listener(self._on_breaker_transition)
-            self.monitor = ServerMonitor(self, breaker, metrics_url)
+            self.monitor = ServerMonitor(self, self.breaker.config, metrics_url)
         self.closed = False
 
     # --- shared resources ----------------------------------------------------------------------
@@ -169,8 +171,6 @@ class Engine:
             self.ramp.restart()
         self.limiter.wake(everyone=new == "open")
         if self.hooks:
-            from ._events import BreakerTransition
-
             emit(self.hooks, BreakerTransition(old_state=old, new_state=new, reason=reason))
 
     # --- the call ------------------------------------------------------------------------------
@@ -333,10 +333,9 @@ class Engine:
             after = retry_after(headers, now_wall=time.time())
             if after is not None:
                 wait_at_least = after
-        elif isinstance(exc, StreamError) and spec.mode != "assemble" and spec.mode != "stream":
-            raise exc
-        elif not isinstance(exc, APIConnectionError) and not isinstance(exc, StreamError):
+        elif not isinstance(exc, (APIConnectionError, StreamError)):
             raise exc  # a schema problem: retrying gets the same answer
+        # (a StreamError reaches here only before the stream was committed to the caller)
         # A server that refuses connections is down or restarting: with the breaker on, the call waits
         # for it within its deadline (only the breaker's probes go out) instead of using up retries.
         waits_for_ready = isinstance(exc, ServerUnreachable) and self.breaker is not None

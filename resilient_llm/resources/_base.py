@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._config import NotGiven
+from .._config import NotGiven, is_given
 
 if TYPE_CHECKING:
     from .._client import AsyncOpenAI
@@ -16,11 +16,6 @@ Headers = Mapping[str, str | None]
 Query = Mapping[str, object]
 Body = Mapping[str, object]
 Timeout = float | httpx.Timeout | None | NotGiven
-
-
-def is_given(value: object) -> bool:
-    """``NOT_GIVEN`` from this library or from openai-python (``NotGiven``/``Omit``) means "leave it out"."""
-    return type(value).__name__ not in ("NotGiven", "Omit")
 
 
 def body_of(params: Mapping[str, Any], extra_body: Body | None) -> dict[str, Any]:

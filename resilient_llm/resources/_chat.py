@@ -7,11 +7,11 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel as PydanticModel
 
 from .._assemble import ChatAssembler
-from .._config import NOT_GIVEN
+from .._config import NOT_GIVEN, is_given
 from .._parsing import parse_chat_completion, type_to_response_format
 from .._streaming import AsyncStream
 from ..types import ChatCompletion, ChatCompletionChunk, ParsedChatCompletion
-from ._base import Body, Headers, Query, Resource, Timeout, body_of, is_given
+from ._base import Body, Headers, Query, Resource, Timeout, body_of
 
 
 class AsyncCompletions(Resource):

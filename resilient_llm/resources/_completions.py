@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .._assemble import CompletionAssembler
-from .._config import NOT_GIVEN
+from .._config import NOT_GIVEN, is_given
 from .._streaming import AsyncStream
 from ..types import Completion
-from ._base import Body, Headers, Query, Resource, Timeout, body_of, is_given
+from ._base import Body, Headers, Query, Resource, Timeout, body_of
 
 
 class AsyncCompletions(Resource):

@@ -11,11 +11,11 @@ from typing import Any
 from pydantic import BaseModel as PydanticModel
 from pydantic import ConfigDict
 
-from .._config import NOT_GIVEN
+from .._config import NOT_GIVEN, is_given
 from .._parsing import parse_response, text_format_to_param
 from .._streaming import AsyncStream
 from ..types import ParsedResponse, Response
-from ._base import Body, Headers, Query, Resource, Timeout, body_of, is_given
+from ._base import Body, Headers, Query, Resource, Timeout, body_of
 
 _FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
