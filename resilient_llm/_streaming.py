@@ -14,8 +14,8 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from ._attempt import Attempt, OpenedStream, _decode_chunk
-from ._exceptions import DeadlineExceeded, StallError
+from ._attempt import Attempt, DeadlineReached, OpenedStream, _decode_chunk
+from ._exceptions import DeadlineExceeded
 from ._scope import deadline_scope
 
 T = TypeVar("T")
@@ -83,15 +83,12 @@ class AsyncStream(Generic[T]):
             if watch is not None:
                 watch.heard(att.clock())
             return item
-        if scope.cancelled_caught:
-            if watch is not None and watch.orphaned:
-                raise att.timed_out(watch)
-            if att.clock() >= att.deadline_at or att.silence is None:
-                raise DeadlineExceeded(
-                    att.describe(), deadline=self._deadline, attempts=self._attempts, waiting_for="streaming"
-                )
-            raise StallError(att.describe(), silence=att.silence, received_events=att.events)
-        return None  # pragma: no cover
+        error = att.timed_out(watch)  # the scope expired, or was cancelled as an orphan
+        if isinstance(error, DeadlineReached):  # the engine is no longer around to translate it
+            raise DeadlineExceeded(
+                att.describe(), deadline=self._deadline, attempts=self._attempts, waiting_for="streaming"
+            )
+        raise error
 
     async def aclose(self) -> None:
         if self._on_close is not None:

@@ -629,3 +629,36 @@ async def test_rate_limit_spaces_requests(anyio_backend: str) -> None:
     times = [r["t"] for r in server.requests]
     assert len(times) == 5
     assert max(times) - min(times) >= 0.15  # 5 requests at 20/s with a burst of 1: about 0.2 s apart in all
+
+
+async def test_a_committed_stream_that_goes_silent_raises_stall_and_frees_its_slot(
+    anyio_backend: str,
+) -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return await sse(request, ["x"] * 10, stop_after=2)
+
+    with serve(handler) as server:
+        async with client(server, stall_timeout=0.3) as c:
+            stream = await c.chat.completions.create(model="m", messages=MSG, stream=True)
+            received = []
+            with pytest.raises(resilient_llm.StallError):
+                async for chunk in stream:
+                    received.append(chunk)
+            assert len(received) == 3  # the role chunk and two tokens reached the caller: not retried
+            assert c.stats().in_flight == 0
+            assert c.stats().stalls == 1
+    assert server.hits == 1
+
+
+async def test_a_committed_stream_ends_at_the_deadline() -> None:
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        return await sse(request, ["x"] * 400, gap=0.01)  # four seconds of live tokens
+
+    with serve(handler) as server:
+        async with client(server, deadline=1) as c:
+            start = time.monotonic()
+            stream = await c.chat.completions.create(model="m", messages=MSG, stream=True)
+            with pytest.raises(DeadlineExceeded):
+                async for _ in stream:
+                    pass
+            assert 0.8 <= time.monotonic() - start <= 1.5
