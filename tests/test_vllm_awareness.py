@@ -158,3 +158,24 @@ async def test_every_fault_is_survived(fault: str) -> None:
         await client.close()
     assert all(isinstance(r, str) and r for r in results), results
     assert stats.retries >= 2
+
+
+async def test_a_failing_monitor_step_is_logged_and_never_leaves_calls_held(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="resilient_llm.monitor")
+    async with VLLMSimulator(sim_config()) as sim:
+        client = make_client(sim)
+        engine = client._engine
+        assert engine.breaker is not None
+
+        def broken(load: Any) -> None:
+            raise RuntimeError("bug in a breaker step")
+
+        engine.breaker.on_load = broken  # type: ignore[method-assign]
+        engine.limiter.set_admission_budget(0)  # as if the last scrape had said "no room"
+        results = await many(client, 6, 50)
+        await client.close()
+    assert all(isinstance(r, str) for r in results)
+    assert any("handling a scrape failed" in r.getMessage() for r in caplog.records)
+    assert engine.limiter._budget is None  # reset when the poller stopped

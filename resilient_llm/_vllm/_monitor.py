@@ -81,18 +81,26 @@ class ServerMonitor:
         breaker = engine.breaker
         assert breaker is not None
         interval = self._config.poll_interval
-        while not engine.closed:
-            load = await self.scrape()
-            self._note_availability(load)
-            self.last_load = load
-            breaker.on_load(load)
-            engine.limiter.set_admission_budget(self._headroom(load))
-            if load is not None and engine.watches:
-                if self._detector is not None:
-                    self._abort_orphans(load, self._detector)
-                if load.waiting:
-                    self._excuse_queued(load)
-            await anyio.sleep(interval)
+        try:
+            while not engine.closed:
+                load = await self.scrape()
+                try:
+                    self._note_availability(load)
+                    self.last_load = load
+                    breaker.on_load(load)
+                    engine.limiter.set_admission_budget(self._headroom(load))
+                    if load is not None and engine.watches:
+                        if self._detector is not None:
+                            self._abort_orphans(load, self._detector)
+                        if load.waiting:
+                            self._excuse_queued(load)
+                except Exception:  # a bug here must neither stop the poller nor leave calls held
+                    logger.exception("server monitor: handling a scrape failed")
+                    engine.limiter.set_admission_budget(None)
+                await anyio.sleep(interval)
+        finally:
+            # Without a poller nobody renews the admission budget: never leave calls held on a stale one.
+            engine.limiter.set_admission_budget(None)
 
     async def scrape(self) -> ServerLoad | None:
         assert self.url is not None
