@@ -35,11 +35,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from openai.types.chat import ChatCompletionMessage
 from pydantic import BaseModel, ValidationError
 
 from resilient_llm import AsyncOpenAI, OpenAIError
 from resilient_llm.testing import SimulatorConfig, VLLMSimulator
-from resilient_llm.types import ChatCompletionMessage
 
 MODEL = "openai/gpt-oss-20b"
 MAX_TOKENS_LADDER = (8000, 12000, 16000, 20000)

@@ -2,10 +2,10 @@
 
 Change one import — ``from resilient_llm import AsyncOpenAI`` — and every call gets a deadline, stall
 detection, jittered retries under a budget, a fair limiter with a slow-start ramp, and a circuit breaker
-keyed on the server's queue depth.
+keyed on the server's queue depth. The client is an ``openai.AsyncOpenAI``; results are openai's own
+types and errors openai's own exception classes (re-exported here, with the library's own beneath them).
 """
 
-from . import types
 from ._client import AsyncOpenAI
 from ._config import (
     DEFAULT_DEADLINE,
@@ -47,7 +47,6 @@ from ._exceptions import (
 from ._policies._backoff import Backoff
 from ._policies._breaker import BreakerConfig
 from ._stats import Stats
-from ._streaming import AsyncStream
 from ._version import __version__
 
 __all__ = [
@@ -64,7 +63,6 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncOpenAI",
-    "AsyncStream",
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
@@ -95,5 +93,4 @@ __all__ = [
     "StreamError",
     "UnprocessableEntityError",
     "__version__",
-    "types",
 ]

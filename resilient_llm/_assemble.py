@@ -11,7 +11,7 @@ assembler is fed each decoded SSE ``data:`` object in order and then asked for t
 
 ``feed`` runs once per token on the hot path: it only appends fragments to lists and copies a few
 keys; joining and shaping happen once, in ``result``. No pydantic here: the caller validates the
-body with :class:`resilient_llm.types.ChatCompletion` (or ``Completion``) as for a plain response.
+body with openai's own ``ChatCompletion`` (or ``Completion``) as for a plain response.
 
 How fields combine, per choice ``index``:
 
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-__all__ = ["ChatAssembler", "CompletionAssembler"]
+__all__ = ["ChatAssembler", "CompletionAssembler", "ResponseAssembler"]
 
 _LAST_WINS = ("system_fingerprint", "service_tier")
 # Top-level keys that are not copied through as extras.
@@ -336,3 +336,29 @@ class CompletionAssembler(_Envelope):
             for key, value in choice.items():
                 if key not in _COMPLETION_CHOICE_KEYS:
                     _merge_extra(state.extra, key, value)
+
+
+_FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class ResponseAssembler:
+    """The Responses API's non-streaming body: its final event (``response.completed``,
+    ``.incomplete`` or ``.failed``) carries the whole response object."""
+
+    __slots__ = ("_final",)
+
+    def __init__(self) -> None:
+        self._final: dict[str, Any] | None = None
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("type") in _FINAL_RESPONSE_EVENTS and isinstance(chunk.get("response"), dict):
+            self._final = chunk["response"]
+
+    @property
+    def finished(self) -> bool:
+        return self._final is not None
+
+    def result(self) -> dict[str, Any]:
+        if self._final is None:
+            raise ValueError("the response stream ended before its final event")
+        return self._final

@@ -24,16 +24,16 @@ import anyio
 
 from ._exceptions import (
     APIConnectionError,
+    APIError,
     APIResponseValidationError,
     OrphanedRequestError,
     StallError,
     StreamError,
-    status_error,
 )
 from ._http._base import RawResponse, Transport, describe_request, to_httpx_response
 from ._json import dumps, loads
 from ._scope import DeadlineScope, deadline_scope
-from ._sse import Event, EventReader
+from ._sse import EventReader
 
 #: Moving a cancel scope's deadline costs a timer reschedule: skip moves shorter than this share of silence.
 _MOVE_SLACK = 0.05
@@ -53,20 +53,26 @@ class Assembler(Protocol):
 class Request:
     """What every attempt of a call sends. ``headers`` carry credentials: never log them.
 
-    The JSON body is encoded when the first attempt needs it, not while the call waits in the limiter:
-    thousands of queued calls then hold only the caller's own objects.
+    A JSON ``body`` is encoded when the first attempt needs it, not while the call waits in the
+    limiter: thousands of queued calls then hold only the caller's own objects. ``content`` is a body
+    already encoded (by openai's request builder).
     """
 
     __slots__ = ("_body", "_content", "headers", "method", "url")
 
     def __init__(
-        self, method: str, url: str, headers: dict[str, str], body: Mapping[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
     ) -> None:
         self.method = method
         self.url = url
         self.headers = headers
         self._body = body
-        self._content: bytes | None = None
+        self._content = content
 
     @property
     def content(self) -> bytes | None:
@@ -133,16 +139,30 @@ class Watch:
 
 @dataclass(slots=True)
 class Attempt:
-    """The per-attempt context the call pipeline hands to the readers."""
+    """The per-attempt context the call pipeline hands to a plan and its readers.
+
+    ``status_error`` turns an error response into openai's exception for it. A plan whose result
+    keeps reading after it returned (a stream) takes the call's limiter slot with :meth:`keep_slot`
+    and gives it back through the returned callable when it closes.
+    """
 
     transport: Transport
-    request: Request
     silence: float | None
     deadline_at: float
     connect_timeout: float | None
     clock: Callable[[], float]
     watches: dict[Watch, None] | None  # the orphan detector's registry, None when it is off
+    status_error: Callable[[Any], APIError]
+    release: Callable[[BaseException | None], None]
+    number: int = 1  # 1 for the first attempt of a call
+    request: Request | None = None
     events: int = 0
+    kept: bool = False
+
+    def keep_slot(self) -> Callable[[BaseException | None], None]:
+        """The result outlives the attempt: it releases the slot (once) through the returned callable."""
+        self.kept = True
+        return self.release
 
     def first_deadline(self) -> float:
         if self.silence is None:
@@ -150,7 +170,8 @@ class Attempt:
         return min(self.deadline_at, self.clock() + self.silence)
 
     def describe(self) -> Any:
-        return describe_request(self.request.method, self.request.url)
+        req = self.request
+        return describe_request(req.method, req.url) if req is not None else None
 
     def timed_out(self, watch: Watch | None) -> Exception:
         """The error for a cancelled attempt scope: deadline, orphan or stall."""
@@ -169,23 +190,14 @@ class DeadlineReached(Exception):
 
 async def send(att: Attempt) -> RawResponse:
     req = att.request
+    assert req is not None
     raw = await att.transport.request(
         req.method, req.url, headers=req.headers, content=req.content, connect_timeout=att.connect_timeout
     )
     if raw.status >= 400:
         body = await raw.read()
-        raise status_error(to_httpx_response(raw, att.describe(), body), _decode_error_body(body))
+        raise att.status_error(to_httpx_response(raw, att.describe(), body))
     return raw
-
-
-def _decode_error_body(body: bytes) -> object | None:
-    if not body:
-        return None
-    try:
-        decoded: object = loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace")
-    return decoded
 
 
 def _decode_json(att: Attempt, raw: RawResponse, body: bytes) -> dict[str, Any]:
@@ -258,18 +270,19 @@ class _Waiting:
             raise self.att.timed_out(watch) from None
 
 
-async def read_json(att: Attempt) -> dict[str, Any]:
+async def read_json(att: Attempt) -> tuple[RawResponse, dict[str, Any]]:
+    """The response (its status and headers) and its decoded JSON object."""
     async with _Waiting(att) as w:
         raw = w.raw = await send(att)
-        return _decode_json(att, raw, await raw.read())
+        return raw, _decode_json(att, raw, await raw.read())
 
 
-async def read_assembled(att: Attempt, assembler: Assembler) -> dict[str, Any]:
-    """Stream the answer, feed every chunk to ``assembler``, return its non-streaming body."""
+async def read_assembled(att: Attempt, assembler: Assembler) -> tuple[RawResponse, dict[str, Any]]:
+    """Stream the answer, feed every chunk to ``assembler``; the response and its non-streaming body."""
     async with _Waiting(att) as w:
         raw = w.raw = await send(att)
         if "text/event-stream" not in raw.headers.get("content-type", ""):
-            return _decode_json(att, raw, await raw.read())  # the server ignored stream=true
+            return raw, _decode_json(att, raw, await raw.read())  # the server ignored stream=true
         done = False
         reader = EventReader(raw.read_some)
         while True:
@@ -291,7 +304,7 @@ async def read_assembled(att: Attempt, assembler: Assembler) -> dict[str, Any]:
             )
         w.raw = None
         await raw.release()
-        return assembler.result()
+        return raw, assembler.result()
 
 
 def _decode_chunk(att: Attempt, data: bytes) -> dict[str, Any]:
@@ -312,25 +325,44 @@ def _decode_chunk(att: Attempt, data: bytes) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class OpenedStream:
-    """A committed stream: its response, its event iterator and the first event, already read."""
+    """A committed stream: its response, the bytes read up to its first event, and its orphan watch."""
 
     raw: RawResponse
-    events: EventReader | None
-    first: Event | None
-    json_body: dict[str, Any] | None = None
+    prefix: bytes
     watch: Watch | None = None  # stays registered with the orphan detector until the stream closes
 
 
 async def open_stream(att: Attempt) -> OpenedStream:
-    """Send and wait for the first event; retries stay possible until this returns."""
+    """Send and read up to the first event; retries stay possible until this returns.
+
+    The bytes read so far are kept, so the stream's consumer (openai's own stream decoder) sees the
+    body from its first byte.
+    """
     async with _Waiting(att) as w:
         raw = w.raw = await send(att)
         if "text/event-stream" not in raw.headers.get("content-type", ""):
-            body = _decode_json(att, raw, await raw.read())
+            body = await raw.read()
             w.raw = None  # read to the end: nothing to drop
-            return OpenedStream(raw, None, None, json_body=body)
-        events = EventReader(raw.read_some)
-        first = await events.next()
+            try:
+                decoded: object = loads(body)
+            except ValueError:
+                decoded = body[:200].decode("utf-8", "replace")
+            raise APIResponseValidationError(
+                to_httpx_response(raw, att.describe(), body),
+                decoded,
+                message=(
+                    "The server answered a streaming request with "
+                    f"{raw.headers.get('content-type') or 'no content type'} instead of an event stream"
+                ),
+            )
+        seen: list[bytes] = []
+
+        async def read_some() -> bytes:
+            piece = await raw.read_some()
+            seen.append(piece)
+            return piece
+
+        first = await EventReader(read_some).next()
         if first is None:
             raise APIConnectionError(
                 message="The stream ended before its first event", request=att.describe()
@@ -339,7 +371,7 @@ async def open_stream(att: Attempt) -> OpenedStream:
         w.heard()
         if first[1] != b"[DONE]":
             _decode_chunk(att, first[1])  # an error as the first event is still retryable
-        return OpenedStream(raw, events, first, watch=w.hand_over())
+        return OpenedStream(raw, b"".join(seen), watch=w.hand_over())
 
 
 __all__ = [

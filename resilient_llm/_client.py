@@ -1,57 +1,101 @@
-"""``AsyncOpenAI``: openai-python's constructor and resources, on the resilient engine."""
+"""``AsyncOpenAI``: openai-python's own client, with every request on the resilient call pipeline.
+
+It subclasses ``openai.AsyncOpenAI``: its constructor, resources, helpers (``with_raw_response``,
+``with_streaming_response``, ``beta``, the ``.stream()`` helpers, files, batches, ...), result types and
+exceptions are openai's. Two seams add the resilience:
+
+* :meth:`AsyncOpenAI.request` — the method every openai resource sends through. Each call becomes one
+  run of the engine (deadline, limiter, breaker, retries under the budget); the endpoints that produce
+  answers go through the library's own I/O (stall detection, reassembly), everything else through
+  openai's own request path one attempt at a time (``_calls.py``).
+* ``chat.completions.create``, ``completions.create``, ``embeddings.create`` and ``responses.create``
+  (``resources/``) take a shorter road to the same engine when nothing openai-specific is asked of
+  them (no raw-response wrapper): openai's request building and parsing cost several times the
+  library's own work per call.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
-from urllib.parse import urlencode
+import functools
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, cast
 
-import httpx
+import openai
 
 from ._attempt import Request
+from ._calls import FastPlan, Mode, ModelResult, SdkPlan, SdkResult
+from ._compat import RAW_RESPONSE_HEADER, FinalRequestOptions
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
     DEFAULT_RAMP_UP,
     NOT_GIVEN,
+    CallSettings,
     NotGiven,
     RateLimit,
     RetryBudgetConfig,
     Settings,
     _count,
     _positive,
-    coerce_timeout,
+    check_timeout,
     is_given,
     read_env,
     resolve_breaker,
     resolve_rate_limit,
 )
-from ._engine import CallSpec, Engine
+from ._engine import Engine
 from ._events import EventHook
-from ._exceptions import ConfigError, OpenAIError
+from ._exceptions import ConfigError
 from ._http import default_transport
 from ._policies._backoff import Backoff
 from ._policies._breaker import BreakerConfig
+from ._policies._breaker_config import _redact
 from ._stats import Stats
-from ._version import __version__
 from ._vllm._metrics import metrics_url as derive_metrics_url
-from .resources import AsyncChat, AsyncCompletions, AsyncEmbeddings, AsyncModels, AsyncResponses
 
-_DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_INCLUDE_USAGE = {"include_usage": True}  # shared by every request body; only ever read
-_USER_AGENT = f"resilient-llm/{__version__}"
+if TYPE_CHECKING:
+    from .resources import AsyncChat, AsyncCompletions, AsyncResponses
+
+#: The per-client settings ``with_options`` may change; everything else is shared by the copies.
+_PER_COPY = ("deadline", "stall_timeout", "backoff")
+#: Settings of the shared engine: fixed when the client is created.
+_SHARED = ("max_concurrency", "rate_limit", "ramp_up", "breaker", "retry_budget", "hooks")
 
 
-class AsyncOpenAI:
-    """A drop-in for ``openai.AsyncOpenAI`` whose calls always end, success or a typed error.
+class _Route:
+    """An endpoint the library's own I/O serves, and how a non-streaming call is sent there."""
 
-    The first arguments are openai-python's and mean the same: ``api_key`` (else ``OPENAI_API_KEY``;
-    a local server needs none), ``organization``, ``project``, ``base_url`` (else ``OPENAI_BASE_URL``),
-    ``default_headers``, ``default_query``, ``http_client`` (an ``httpx.AsyncClient``; without one,
-    asyncio calls go through aiohttp). ``timeout`` is per attempt (default 600 s, 5 s to connect), and
-    its read part is the longest silence between two pieces of an answer: a generation that keeps
-    producing tokens is never cut. ``max_retries`` (default 4; openai-python's is 2) counts retries per
-    call; the deadline and the retry budget bound them too.
+    __slots__ = ("assembler", "usage_option")
+
+    def __init__(self, assembler: Any, usage_option: bool) -> None:
+        self.assembler = assembler  # None: never streamed under the hood
+        self.usage_option = usage_option  # ask for the usage chunk when streaming under the hood
+
+
+def _routes() -> dict[str, _Route]:
+    from ._assemble import ChatAssembler, CompletionAssembler, ResponseAssembler
+
+    return {
+        "/chat/completions": _Route(ChatAssembler, True),
+        "/completions": _Route(CompletionAssembler, True),
+        "/responses": _Route(ResponseAssembler, False),
+        "/embeddings": _Route(None, False),
+    }
+
+
+_INCLUDE_USAGE = {"include_usage": True}  # shared by request bodies; only ever read
+
+
+class AsyncOpenAI(openai.AsyncOpenAI):
+    """``openai.AsyncOpenAI`` whose calls always end, with the answer or one of openai's exceptions.
+
+    Every argument of openai's constructor means what it means there (``api_key``, ``base_url``,
+    ``timeout``, ``max_retries``, ``default_headers``, ``http_client``...), with two differences:
+    ``timeout`` is per attempt and its read part is the longest *silence* between two pieces of an
+    answer (a generation that keeps producing tokens is never cut), and ``max_retries`` defaults to 4
+    (openai-python's is 2): the deadline and the retry budget bound them. Without an ``http_client``,
+    asyncio calls to the answer endpoints go through aiohttp.
 
     The keyword-only resilience settings (all times in seconds):
 
@@ -78,19 +122,24 @@ class AsyncOpenAI:
     Settings not passed as arguments are read from ``RESILIENT_LLM_*`` environment variables.
     """
 
+    _settings: Settings
+    _engine_args: dict[str, Any]
+    _user_http_client: bool
+    _engine: Engine
+
     def __init__(
         self,
         *,
-        api_key: str | None = None,
+        api_key: Any = None,
         organization: str | None = None,
         project: str | None = None,
-        base_url: str | httpx.URL | None = None,
-        websocket_base_url: str | httpx.URL | None = None,
-        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
+        base_url: Any = None,
+        websocket_base_url: Any = None,
+        timeout: Any = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, object] | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: Any = None,
         deadline: float | NotGiven = NOT_GIVEN,
         stall_timeout: float | NotGiven | None = NOT_GIVEN,
         max_concurrency: int | NotGiven = NOT_GIVEN,
@@ -101,76 +150,98 @@ class AsyncOpenAI:
         backoff: Backoff | NotGiven = NOT_GIVEN,
         hooks: Iterable[EventHook] = (),
         _strict_response_validation: bool = False,
+        _resilient_parent: AsyncOpenAI | None = None,
+        _resilient_changes: Mapping[str, Any] | None = None,
+        **openai_options: Any,
     ) -> None:
         env = read_env()
-        if api_key is None:
-            api_key = os.environ.get("OPENAI_API_KEY")
-        if base_url is None:
-            base_url = os.environ.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL
-        self.api_key = api_key
-        self.organization = organization
-        self.project = project
-        self.base_url = _normalise_base_url(base_url)
-        self.default_headers = dict(default_headers or {})
-        self.default_query = dict(default_query or {})
-        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
-            raise ConfigError(f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}")
-        self.http_client = http_client
+        if not is_given(timeout) and "timeout" in env:
+            timeout = env["timeout"]
+        if not is_given(max_retries):
+            max_retries = env.get("max_retries", DEFAULT_MAX_RETRIES)
+        _count("max_retries", max_retries, minimum=0)
+        parent = _resilient_parent
+        if parent is not None:  # a copy (openai's copy() calls the class with our markers)
+            settings = parent._settings.evolve(**(_resilient_changes or {}))
+            engine_args = parent._engine_args
+            user_http_client = parent._user_http_client
+        else:
+            settings, engine_args = _resilience_settings(
+                env,
+                deadline=deadline,
+                stall_timeout=stall_timeout,
+                max_concurrency=max_concurrency,
+                rate_limit=rate_limit,
+                ramp_up=ramp_up,
+                breaker=breaker,
+                retry_budget=retry_budget,
+                backoff=backoff,
+                hooks=hooks,
+            )
+            user_http_client = http_client is not None
 
-        def pick(name: str, value: Any, default: Any) -> Any:
-            if is_given(value):
-                return value
-            return env.get(name, default)
-
-        settings = Settings()
-        raw_timeout = pick("timeout", timeout, settings.timeout)
-        self._settings = Settings(
-            deadline=pick("deadline", deadline, settings.deadline),
-            timeout=coerce_timeout(raw_timeout),
-            stall_timeout=pick("stall_timeout", stall_timeout, settings.stall_timeout),
-            max_retries=pick("max_retries", max_retries, settings.max_retries),
-            backoff=backoff if isinstance(backoff, Backoff) else settings.backoff,
-        )
-        if is_given(backoff) and not isinstance(backoff, Backoff):
-            raise ConfigError(f"backoff must be a Backoff, got {backoff!r}")
-        concurrency = _count(
-            "max_concurrency", pick("max_concurrency", max_concurrency, DEFAULT_MAX_CONCURRENCY), minimum=1
-        )
-        ramp = _positive("ramp_up", pick("ramp_up", ramp_up, DEFAULT_RAMP_UP), allow_zero=True)
-        budget = retry_budget if is_given(retry_budget) else RetryBudgetConfig()
-        if not isinstance(budget, RetryBudgetConfig):
-            raise ConfigError(f"retry_budget must be a RetryBudgetConfig, got {retry_budget!r}")
-        self._engine_args: dict[str, Any] = {
-            "max_concurrency": concurrency,
-            "ramp_up": ramp,
-            "rate_limit": resolve_rate_limit(rate_limit, env),
-            "breaker": resolve_breaker(breaker, env),
-            "retry_budget": budget,
-            "transport_factory": default_transport(http_client),
-            "hooks": tuple(hooks),
+        options: dict[str, Any] = {
+            "api_key": api_key,
+            "organization": organization,
+            "project": project,
+            "websocket_base_url": websocket_base_url,
+            "max_retries": max_retries,
+            "default_headers": default_headers,
+            "default_query": default_query,
+            "http_client": http_client,
+            "_strict_response_validation": _strict_response_validation,
+            **openai_options,
         }
-        self._engine = Engine(metrics_url=derive_metrics_url(self.base_url), **self._engine_args)
-        self._init_resources()
+        if base_url is not None:
+            options["base_url"] = base_url
+        if is_given(timeout):
+            options["timeout"] = check_timeout(timeout)
+        super().__init__(**options)
 
-    def _init_resources(self) -> None:
-        self.chat = AsyncChat(self)
-        self.completions = AsyncCompletions(self)
-        self.embeddings = AsyncEmbeddings(self)
-        self.models = AsyncModels(self)
-        self.responses = AsyncResponses(self)
-        self._headers = self._build_headers()
+        self._settings = settings
+        self._engine_args = engine_args
+        self._user_http_client = user_http_client
+        self._hot_headers_key: tuple[Any, ...] | None = None
+        self._hot_headers: dict[str, str] = {}
+        self._call_settings_key: tuple[Any, ...] | None = None
+        self._call_settings: CallSettings | None = None
+        if parent is not None and parent._server_url == self._server_url and parent._client is self._client:
+            self._engine = parent._engine
+        else:
+            self._engine = self._new_engine()
+
+    def _new_engine(self) -> Engine:
+        return Engine(
+            metrics_url=derive_metrics_url(self._server_url),
+            transport_factory=default_transport(lambda: self._client, user_given=self._user_http_client),
+            status_error=self._make_status_error_from_response,
+            **self._engine_args,
+        )
+
+    @property
+    def _server_url(self) -> str:
+        return str(self.base_url).rstrip("/")
+
+    # --- resources with a fast path ------------------------------------------------------------
+    @cached_property
+    def chat(self) -> AsyncChat:
+        from .resources import AsyncChat
+
+        return AsyncChat(self)
+
+    @cached_property
+    def completions(self) -> AsyncCompletions:
+        from .resources import AsyncCompletions
+
+        return AsyncCompletions(self)
+
+    @cached_property
+    def responses(self) -> AsyncResponses:
+        from .resources import AsyncResponses
+
+        return AsyncResponses(self)
 
     # --- settings ------------------------------------------------------------------------------
-    @property
-    def timeout(self) -> httpx.Timeout:
-        """Per attempt: connect limit, and the read limit on silence between two pieces of an answer."""
-        return self._settings.timeout
-
-    @property
-    def max_retries(self) -> int:
-        """Retries per call after the first attempt (refused connections with the breaker on excepted)."""
-        return self._settings.max_retries
-
     @property
     def deadline(self) -> float:
         """Seconds for a whole call: attempts, backoff sleeps and waits in the limiter and breaker."""
@@ -181,76 +252,41 @@ class AsyncOpenAI:
         """The longest silence tolerated while an answer is produced; ``None``: no stall detection."""
         return self._settings.stall_timeout
 
-    def with_options(
+    def copy(
         self,
         *,
-        api_key: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        base_url: str | httpx.URL | None = None,
-        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        default_headers: Mapping[str, str] | None = None,
-        set_default_headers: Mapping[str, str] | None = None,
-        default_query: Mapping[str, object] | None = None,
-        set_default_query: Mapping[str, object] | None = None,
         deadline: float | NotGiven = NOT_GIVEN,
         stall_timeout: float | NotGiven | None = NOT_GIVEN,
         backoff: Backoff | NotGiven = NOT_GIVEN,
-        **shared: Any,
+        _extra_kwargs: Mapping[str, Any] = {},
+        **options: Any,
     ) -> AsyncOpenAI:
-        """A copy with other per-call settings that shares this client's connection pool, limiter,
-        breaker, retry budget and stats (as openai-python's ``with_options`` shares its pool).
+        """openai's ``copy``/``with_options``, plus this library's per-call settings.
 
-        A copy with another ``base_url`` talks to another server: it gets limits, a breaker and stats
-        of its own (the same settings), since the first server's queue says nothing about the second's.
+        The copy shares this client's connection pool, limiter, breaker, retry budget, monitor and
+        stats. A copy with another ``base_url`` (or ``http_client``) talks to another server: it gets
+        limits, a breaker and stats of its own (the same settings), since the first server's queue
+        says nothing about the second's.
         """
+        shared = sorted(name for name in options if name in _SHARED)
         if shared:
-            names = ", ".join(sorted(shared))
             raise ConfigError(
-                f"with_options() cannot change {names}: the limiter, breaker and pool are shared by every "
-                "copy of a client; set them when creating the client"
+                f"with_options() cannot change {', '.join(shared)}: the limiter, breaker and pool are "
+                "shared by every copy of a client; set them when creating the client"
             )
-        if default_headers is not None and set_default_headers is not None:
-            raise ValueError(
-                "The `default_headers` and `set_default_headers` arguments are mutually exclusive"
+        changes = {
+            name: value
+            for name, value in (
+                ("deadline", deadline),
+                ("stall_timeout", stall_timeout),
+                ("backoff", backoff),
             )
-        if default_query is not None and set_default_query is not None:
-            raise ValueError("The `default_query` and `set_default_query` arguments are mutually exclusive")
-        new = object.__new__(AsyncOpenAI)
-        new.__dict__.update(self.__dict__)
-        new.api_key = api_key if api_key is not None else self.api_key
-        new.organization = organization if organization is not None else self.organization
-        new.project = project if project is not None else self.project
-        new.base_url = _normalise_base_url(base_url) if base_url is not None else self.base_url
-        new.default_headers = (
-            dict(set_default_headers)
-            if set_default_headers is not None
-            else {**self.default_headers, **(default_headers or {})}
-        )
-        new.default_query = (
-            dict(set_default_query)
-            if set_default_query is not None
-            else {**self.default_query, **(default_query or {})}
-        )
-        changes: dict[str, Any] = {}
-        if is_given(timeout):
-            changes["timeout"] = coerce_timeout(timeout)  # type: ignore[arg-type]
-        if is_given(max_retries):
-            changes["max_retries"] = max_retries
-        if is_given(deadline):
-            changes["deadline"] = deadline
-        if is_given(stall_timeout):
-            changes["stall_timeout"] = stall_timeout
-        if is_given(backoff):
-            changes["backoff"] = backoff
-        new._settings = self._settings.evolve(**changes) if changes else self._settings
-        if new.base_url != self.base_url:
-            new._engine = Engine(metrics_url=derive_metrics_url(new.base_url), **self._engine_args)
-        new._init_resources()
-        return new
+            if is_given(value)
+        }
+        extra = {**_extra_kwargs, "_resilient_parent": self, "_resilient_changes": changes}
+        return super().copy(**options, _extra_kwargs=extra)
 
-    copy = with_options
+    with_options = copy
 
     # --- lifecycle -----------------------------------------------------------------------------
     def stats(self) -> Stats:
@@ -265,126 +301,240 @@ class AsyncOpenAI:
         """This client's state in Prometheus text format (``resilient_llm_*`` series)."""
         from ._vllm._exposition import render_client_metrics
 
-        s = self.stats()
-        data: dict[str, Any] = s.as_dict()
-        return render_client_metrics(data)
+        return render_client_metrics(self.stats().as_dict())
 
     async def close(self) -> None:
         """Stop the metrics poller and close the connections (shared with ``with_options`` copies)."""
         await self._engine.aclose()
-
-    async def __aenter__(self) -> AsyncOpenAI:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await super().close()
 
     def __repr__(self) -> str:
         s = self._settings
         return (
-            f"<resilient_llm.AsyncOpenAI base_url={self.base_url!r} deadline={s.deadline:g} "
-            f"stall_timeout={s.stall_timeout} max_retries={s.max_retries}>"
+            f"<resilient_llm.AsyncOpenAI base_url={_redact(self._server_url)!r} deadline={s.deadline:g} "
+            f"stall_timeout={s.stall_timeout} max_retries={self.max_retries}>"
         )
 
-    # --- requests (used by the resources) ------------------------------------------------------
-    def _build_headers(self) -> dict[str, str]:
-        headers = {
-            "accept": "application/json",
-            "content-type": "application/json",
-            "user-agent": _USER_AGENT,
-        }
-        if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
-        if self.organization:
-            headers["openai-organization"] = self.organization
-        if self.project:
-            headers["openai-project"] = self.project
-        for k, v in self.default_headers.items():
-            headers[k.lower()] = v
+    # --- the request path ----------------------------------------------------------------------
+    def _settings_for(self, timeout: Any = NOT_GIVEN, max_retries: Any = NOT_GIVEN) -> CallSettings:
+        """This call's settings: the client's, or the request's own ``timeout``/``max_retries``."""
+        if is_given(timeout) or is_given(max_retries):
+            return self._settings.for_call(
+                timeout if is_given(timeout) else self.timeout,
+                max_retries if is_given(max_retries) else self.max_retries,
+            )
+        key = (self._settings, self.timeout, self.max_retries)
+        if key != self._call_settings_key or self._call_settings is None:
+            self._call_settings = self._settings.for_call(self.timeout, self.max_retries)
+            self._call_settings_key = key
+        return self._call_settings
+
+    def _mode(self, route: _Route, stream: bool, settings: CallSettings) -> Mode:
+        if stream:
+            return "stream"
+        return "assemble" if route.assembler is not None and settings.stall_timeout is not None else "json"
+
+    async def request(
+        self,
+        cast_to: Any,
+        options: FinalRequestOptions,
+        *,
+        stream: bool = False,
+        stream_cls: Any = None,
+        **_ignored: Any,  # openai 1.x's remaining_retries: the engine counts retries
+    ) -> Any:
+        """Every request of every openai resource and helper: one run of the resilient pipeline."""
+        settings = self._settings_for(options.timeout, options.max_retries)
+        route = self._route_for(options)
+        if route is None:
+            plan: Any = SdkPlan(self, cast_to, options, stream, stream_cls)
+        else:
+            plan = await self._options_plan(route, cast_to, options, stream, stream_cls, settings)
+        return await self._engine.call(settings, plan)
+
+    def _route_for(self, options: FinalRequestOptions) -> _Route | None:
+        if options.method.lower() != "post" or options.files is not None:
+            return None
+        if not isinstance(options.json_data, Mapping) or getattr(options, "content", None) is not None:
+            return None
+        route = _ROUTES.get(options.url)
+        if route is None or self.custom_auth is not None:
+            return None
+        return route
+
+    async def _options_plan(
+        self,
+        route: _Route,
+        cast_to: Any,
+        options: FinalRequestOptions,
+        stream: bool,
+        stream_cls: Any,
+        settings: CallSettings,
+    ) -> FastPlan:
+        """The library's own I/O for a request openai built (raw responses, ``parse``, helpers...)."""
+        opts = options.model_copy()
+        if opts.idempotency_key is None:
+            opts.idempotency_key = self._idempotency_key()
+        opts = await self._prepare_options(opts)
+        body = dict(cast(Mapping[str, Any], opts.json_data))
+        if opts.extra_json:
+            body.update(opts.extra_json)
+            opts.extra_json = None
+        mode = self._mode(route, stream, settings)
+        if mode == "assemble":
+            _stream_under_the_hood(body, route)
+        opts.json_data = body
+        http_request = self._build_request(opts, retries_taken=0)
+        await self._prepare_request(http_request)
+        request = Request(
+            http_request.method,
+            str(http_request.url),
+            dict(http_request.headers),
+            content=http_request.content,
+        )
+        result = SdkResult(self, cast_to, opts, stream_cls, http_request)
+        return FastPlan(request, mode, result, deadline=settings.deadline, assembler=route.assembler)
+
+    # --- the resource fast path (used by resources/) -------------------------------------------
+    def _hot_path_ok(self, extra_headers: Any) -> bool:
+        """Whether a ``create`` may skip openai's request building (nothing openai-specific asked)."""
+        if extra_headers and any(k.lower() == RAW_RESPONSE_HEADER.lower() for k in extra_headers):
+            return False
+        return self.custom_auth is None and getattr(self, "_api_key_provider", None) is None
+
+    async def _hot_create(
+        self,
+        path: str,
+        params: dict[str, Any],
+        cast_to: type[Any],
+        stream_cls: type[Any] | None,
+    ) -> Any:
+        """``create`` on the resource fast path: the same request and the same result as openai's."""
+        extra_headers = params.pop("extra_headers", None)
+        extra_query = params.pop("extra_query", None)
+        extra_body = params.pop("extra_body", None)
+        timeout = params.pop("timeout", NOT_GIVEN)
+        body = {k: _plain(v) for k, v in params.items() if is_given(v)}
+        if extra_body:
+            body.update(extra_body)
+        settings = self._settings_for(timeout)
+        route = _ROUTES[path]
+        mode = self._mode(route, body.get("stream") is True, settings)
+        if mode == "assemble":
+            _stream_under_the_hood(body, route)
+        url = self._server_url + path
+        query: Mapping[str, Any] = (
+            {**self._custom_query, **extra_query} if extra_query else self._custom_query
+        )
+        if query:
+            url += "?" + self.qs.stringify(query)
+        headers = await self._headers_for(extra_headers)
+        request = Request("POST", url, headers, body)
+        plan = FastPlan(
+            request,
+            mode,
+            ModelResult(self, cast_to, stream_cls),
+            deadline=settings.deadline,
+            assembler=route.assembler,
+        )
+        return await self._engine.call(settings, plan)
+
+    async def _headers_for(self, extra_headers: Mapping[str, Any] | None) -> Mapping[str, str]:
+        """openai's headers for a request (auth, defaults, platform), built once per client."""
+        key = (self.api_key, self.organization, self.project, id(self._custom_headers), self.timeout)
+        if key != self._hot_headers_key:
+            if self._platform is None:
+                self._platform = _platform()
+            built = self._build_headers(FinalRequestOptions.construct(method="post", url="/"))
+            self._hot_headers = {k: v for k, v in built.items() if isinstance(v, str)}
+            self._hot_headers_key = key
+        if not extra_headers:
+            return self._hot_headers
+        headers = dict(self._hot_headers)
+        for name, value in extra_headers.items():
+            lower = name.lower()
+            for existing in [k for k in headers if k.lower() == lower]:
+                del headers[existing]
+            if isinstance(value, str):
+                headers[name] = value
         return headers
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: Mapping[str, Any] | None,
-        extra_headers: Mapping[str, str | None] | None,
-        extra_query: Mapping[str, object] | None,
-    ) -> Request:
-        url = self.base_url + path
-        query = {**self.default_query, **(extra_query or {})} if (self.default_query or extra_query) else None
-        if query:
-            url += "?" + urlencode({k: v for k, v in query.items() if v is not None}, doseq=True)
-        headers = self._headers
-        if extra_headers:
-            headers = dict(headers)
-            for k, v in extra_headers.items():
-                if v is None or not is_given(v):
-                    headers.pop(k.lower(), None)
-                else:
-                    headers[k.lower()] = v
-        return Request(method, url, headers, body)
 
-    def _settings_for(self, timeout: Any) -> Settings:
-        if not is_given(timeout):
-            return self._settings
-        return self._settings.evolve(timeout=coerce_timeout(timeout))
+@functools.cache
+def _platform() -> Any:
+    """openai's platform description (for its X-Stainless-* headers), read once per process.
 
-    async def _create(
-        self,
-        path: str,
-        body: dict[str, Any],
-        *,
-        stream: bool,
-        parse: Callable[[dict[str, Any]], Any],
-        chunk: Callable[[dict[str, Any]], Any],
-        assembler: Callable[[], Any],
-        extra_headers: Mapping[str, str | None] | None,
-        extra_query: Mapping[str, object] | None,
-        timeout: Any,
-        usage_option: bool = True,
-    ) -> Any:
-        settings = self._settings_for(timeout)
-        if stream:
-            body["stream"] = True
-            spec = CallSpec(self._request("POST", path, body, extra_headers, extra_query), "stream", chunk)
-        elif settings.stall_timeout is not None:
-            body["stream"] = True
-            if usage_option:
-                options = body.get("stream_options")
-                body["stream_options"] = (
-                    {**options, "include_usage": True}
-                    if isinstance(options, dict) and options
-                    else _INCLUDE_USAGE
-                )
-            spec = CallSpec(
-                self._request("POST", path, body, extra_headers, extra_query), "assemble", parse, assembler
-            )
-        else:
-            body.pop("stream", None)
-            spec = CallSpec(self._request("POST", path, body, extra_headers, extra_query), "json", parse)
-        return await self._engine.call(settings, spec)
+    openai reads it in a worker thread on a client's first request; reading it here once, without a
+    thread, keeps the first calls of a client in the order they were made.
+    """
+    from openai._base_client import get_platform
 
-    async def _json(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        *,
-        parse: Callable[[dict[str, Any]], Any],
-        extra_headers: Mapping[str, str | None] | None,
-        extra_query: Mapping[str, object] | None,
-        timeout: Any,
-    ) -> Any:
-        spec = CallSpec(self._request(method, path, body, extra_headers, extra_query), "json", parse)
-        return await self._engine.call(self._settings_for(timeout), spec)
+    return get_platform()
 
 
-def _normalise_base_url(url: str | httpx.URL) -> str:
-    text = str(url).rstrip("/")
-    if not text.startswith(("http://", "https://")):
-        raise ConfigError(f"base_url must start with http:// or https://, got {str(url)!r}")
-    return text
+def _resilience_settings(
+    env: Mapping[str, Any],
+    *,
+    deadline: Any,
+    stall_timeout: Any,
+    max_concurrency: Any,
+    rate_limit: Any,
+    ramp_up: Any,
+    breaker: Any,
+    retry_budget: Any,
+    backoff: Any,
+    hooks: Iterable[EventHook],
+) -> tuple[Settings, dict[str, Any]]:
+    """The constructor's own settings, validated (argument, else environment variable, else default)."""
+
+    def pick(name: str, value: Any, default: Any) -> Any:
+        return value if is_given(value) else env.get(name, default)
+
+    if is_given(backoff) and not isinstance(backoff, Backoff):
+        raise ConfigError(f"backoff must be a Backoff, got {backoff!r}")
+    defaults = Settings()
+    settings = Settings(
+        deadline=pick("deadline", deadline, defaults.deadline),
+        stall_timeout=pick("stall_timeout", stall_timeout, defaults.stall_timeout),
+        backoff=backoff if isinstance(backoff, Backoff) else defaults.backoff,
+    )
+    budget = retry_budget if is_given(retry_budget) else RetryBudgetConfig()
+    if not isinstance(budget, RetryBudgetConfig):
+        raise ConfigError(f"retry_budget must be a RetryBudgetConfig, got {retry_budget!r}")
+    concurrency = pick("max_concurrency", max_concurrency, DEFAULT_MAX_CONCURRENCY)
+    engine_args: dict[str, Any] = {
+        "max_concurrency": _count("max_concurrency", concurrency, minimum=1),
+        "ramp_up": _positive("ramp_up", pick("ramp_up", ramp_up, DEFAULT_RAMP_UP), allow_zero=True),
+        "rate_limit": resolve_rate_limit(rate_limit, env),
+        "breaker": resolve_breaker(breaker, env),
+        "retry_budget": budget,
+        "hooks": tuple(hooks),
+    }
+    return settings, engine_args
 
 
-__all__ = ["AsyncOpenAI", "OpenAIError"]
+def _stream_under_the_hood(body: dict[str, Any], route: _Route) -> None:
+    body["stream"] = True
+    if route.usage_option:
+        options = body.get("stream_options")
+        body["stream_options"] = (
+            {**options, "include_usage": True} if isinstance(options, dict) and options else _INCLUDE_USAGE
+        )
+
+
+def _plain(value: Any) -> Any:
+    """What openai's request transform does to a value the fast path sends as JSON.
+
+    Iterables that are not sequences (generators, ``dict_values``...) become lists; everything else is
+    left to the JSON encoder (which also serialises pydantic models, as openai's transform does).
+    """
+    if isinstance(value, (str, bytes, list, tuple, dict, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Iterable) and not isinstance(value, Mapping) and not hasattr(value, "model_dump"):
+        return [_plain(v) for v in value]
+    return value
+
+
+_ROUTES = _routes()
+
+__all__ = ["AsyncOpenAI"]

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-import httpx
+from openai import DEFAULT_TIMEOUT as _openai_default_timeout
 
+from ._compat import timeout_parts
 from ._exceptions import ConfigError
 from ._policies._backoff import Backoff
 from ._policies._breaker import BreakerConfig
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_STALL_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "NOT_GIVEN",
+    "CallSettings",
     "NotGiven",
     "RateLimit",
     "RetryBudgetConfig",
@@ -64,9 +66,9 @@ def is_given(value: object) -> bool:
 #: answer generated at a few tokens per second under load, and is what openai-python's defaults
 #: (600 s per attempt, 2 retries) could already take in the worst case.
 DEFAULT_DEADLINE: Final = 1800.0
-#: Per attempt, as in openai-python: 5 s to connect; the read part is the longest silence between
-#: two pieces of the answer (never a cap on a generation that keeps producing tokens).
-DEFAULT_TIMEOUT: Final = httpx.Timeout(600.0, connect=5.0)
+#: Per attempt, openai-python's own default (600 s, 5 s to connect); its read part is the longest
+#: silence between two pieces of the answer (never a cap on a generation that keeps producing tokens).
+DEFAULT_TIMEOUT: Final = _openai_default_timeout
 #: The longest silence tolerated while an answer is produced (before the first token too).
 DEFAULT_STALL_TIMEOUT: Final = 60.0
 DEFAULT_MAX_RETRIES: Final = 4
@@ -124,43 +126,61 @@ class RetryBudgetConfig:
         _positive("retry_budget.ttl", self.ttl)
 
 
-def coerce_timeout(value: float | httpx.Timeout | None, name: str = "timeout") -> httpx.Timeout:
-    """openai-python's meaning: a float sets every phase; ``httpx.Timeout`` is taken as it is."""
-    if isinstance(value, httpx.Timeout):
+def check_timeout(value: object, name: str = "timeout") -> object:
+    """openai-python's ``timeout``: a number of seconds, ``None``, or a ``Timeout`` of any httpx flavour."""
+    if value is None or hasattr(value, "read"):
         return value
-    if value is None:
-        return httpx.Timeout(None)
-    return httpx.Timeout(_positive(name, value))
+    return _positive(name, value)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
-    """The per-call settings a client (or a ``with_options`` copy) applies. Immutable."""
+    """The resilience settings a client (or a ``with_options`` copy) applies to each call. Immutable.
+
+    ``timeout`` and ``max_retries`` are openai-python's own client attributes (per call: the
+    ``timeout`` and ``max_retries`` request options) and live there, not here.
+    """
 
     deadline: float = DEFAULT_DEADLINE
-    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
     backoff: Backoff = field(default_factory=Backoff)
 
     def __post_init__(self) -> None:
         _positive("deadline", self.deadline)
         if self.stall_timeout is not None:
             _positive("stall_timeout", self.stall_timeout)
-        _count("max_retries", self.max_retries, minimum=0)
-        if not isinstance(self.timeout, httpx.Timeout):
-            raise ConfigError(f"timeout must be a float or httpx.Timeout, got {self.timeout!r}")
-
-    @property
-    def silence(self) -> float | None:
-        """Longest silence tolerated inside an attempt: the smaller of ``stall_timeout`` and read timeout."""
-        read = self.timeout.read
-        if self.stall_timeout is None:
-            return read
-        return self.stall_timeout if read is None else min(read, self.stall_timeout)
+        if not isinstance(self.backoff, Backoff):
+            raise ConfigError(f"backoff must be a Backoff, got {self.backoff!r}")
 
     def evolve(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    def for_call(self, timeout: object, max_retries: int) -> CallSettings:
+        """This call's limits: ``timeout`` (openai's: number, ``None`` or ``Timeout``) sets the connect
+        limit and, with ``stall_timeout``, the longest silence inside an attempt."""
+        connect, read = timeout_parts(timeout)
+        stall = self.stall_timeout
+        silence = read if stall is None else (stall if read is None else min(read, stall))
+        return CallSettings(
+            deadline=self.deadline,
+            connect_timeout=connect,
+            silence=silence,
+            stall_timeout=stall,
+            max_retries=max_retries,
+            backoff=self.backoff,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSettings:
+    """What the call pipeline needs for one call (derived; never validated again)."""
+
+    deadline: float
+    connect_timeout: float | None
+    silence: float | None  # longest silence inside an attempt: min(read timeout, stall_timeout)
+    stall_timeout: float | None
+    max_retries: int
+    backoff: Backoff
 
 
 # --- environment variables -------------------------------------------------------------------------

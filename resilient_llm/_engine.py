@@ -17,30 +17,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
-import httpx
-import pydantic
 
-from ._attempt import (
-    Assembler,
-    Attempt,
-    DeadlineReached,
-    Request,
-    Watch,
-    open_stream,
-    read_assembled,
-    read_json,
-)
+from ._attempt import Attempt, DeadlineReached, Watch
 from ._clock import now
-from ._config import RateLimit, RetryBudgetConfig, Settings
+from ._config import CallSettings, RateLimit, RetryBudgetConfig
 from ._events import BreakerTransition, EventHook, RetryScheduled, emit
 from ._exceptions import (
     APIConnectionError,
     APIError,
-    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     CircuitOpenError,
@@ -50,7 +37,7 @@ from ._exceptions import (
     StallError,
     StreamError,
 )
-from ._http._base import Transport, describe_request
+from ._http._base import Transport
 from ._limiter import BreakerWouldMissDeadline, Limiter
 from ._policies._breaker import Breaker, BreakerConfig
 from ._policies._budget import RetryBudget
@@ -58,7 +45,6 @@ from ._policies._ramp import Ramp
 from ._policies._retry_after import is_retryable_status, retry_after, retry_delay, should_retry_header
 from ._scope import deadline_scope
 from ._stats import Counters, Stats
-from ._streaming import AsyncStream
 
 if TYPE_CHECKING:
     from ._vllm._monitor import ServerMonitor
@@ -66,17 +52,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger("resilient_llm")
 
 
-Mode = Literal["json", "assemble", "stream"]
+class Plan(Protocol):
+    """What one call does on each attempt (see ``_calls.py``)."""
 
+    url: str  # for log lines; never carries credentials
 
-@dataclass(slots=True)
-class CallSpec:
-    """What a resource method asks the engine to do."""
+    def describe(self) -> Any:
+        """The request attached to errors raised outside an attempt (openai's httpx flavour)."""
+        ...
 
-    request: Request
-    mode: Mode
-    parse: Callable[[dict[str, Any]], Any]
-    assembler: Callable[[], Assembler] | None = None
+    async def run(self, att: Attempt) -> Any:
+        """One attempt: its result, or an ``openai.APIError`` that the engine may retry."""
+        ...
 
 
 class _CallState:
@@ -101,6 +88,7 @@ class Engine:
         retry_budget: RetryBudgetConfig,
         metrics_url: str | None,
         transport_factory: Callable[[], Transport],
+        status_error: Callable[[Any], APIError],
         hooks: tuple[EventHook, ...] = (),
         clock: Callable[[], float] = now,
     ) -> None:
@@ -123,6 +111,7 @@ class Engine:
             clock=clock,
         )
         self._transport_factory = transport_factory
+        self.status_error = status_error  # openai's exception for an error response
         self._transport: Transport | None = None
         self.watches: dict[Watch, None] | None = {} if breaker is not None else None
         self.monitor: ServerMonitor | None = None
@@ -174,10 +163,10 @@ class Engine:
             emit(self.hooks, BreakerTransition(old_state=old, new_state=new, reason=reason))
 
     # --- the call ------------------------------------------------------------------------------
-    async def call(self, settings: Settings, spec: CallSpec) -> Any:
+    async def call(self, settings: CallSettings, plan: Plan) -> Any:
         """One call, start to end: every wait and attempt inside one deadline scope."""
         if self.closed:
-            raise APIConnectionError(message="The client is closed.", request=self._describe(spec))
+            raise APIConnectionError(message="The client is closed.", request=plan.describe())
         if self.monitor is not None:
             self.monitor.ensure_started()
         counters = self.counters
@@ -195,7 +184,7 @@ class Engine:
                     except BreakerWouldMissDeadline as exc:
                         counters.circuit_open_rejections += 1
                         raise CircuitOpenError(
-                            self._describe(spec),
+                            plan.describe(),
                             deadline=settings.deadline,
                             attempts=state.attempts,
                             state=exc.state,
@@ -210,45 +199,33 @@ class Engine:
                         self.budget.record_request()
                     att = Attempt(
                         transport=self.transport,
-                        request=spec.request,
                         silence=settings.silence,
                         deadline_at=deadline_at,
-                        connect_timeout=settings.timeout.connect,
+                        connect_timeout=settings.connect_timeout,
                         clock=self.clock,
                         watches=self.watches,
+                        status_error=self.status_error,
+                        release=self._stream_closed,
+                        number=state.attempts,
                     )
                     try:
-                        if spec.mode == "assemble":
-                            assert spec.assembler is not None
-                            body = await read_assembled(att, spec.assembler())
-                        elif spec.mode == "stream":
-                            opened = await open_stream(att)
-                            self._succeeded()
-                            counters.calls_ok += 1
-                            return AsyncStream(  # it owns the limiter slot until it is closed
-                                opened,
-                                attempt=att,
-                                parse=spec.parse,
-                                on_close=self._stream_closed,
-                                deadline=settings.deadline,
-                                attempts=state.attempts,
-                            )
-                        else:
-                            body = await read_json(att)
+                        result = await plan.run(att)
                     except APIError as exc:
-                        limiter.release()
+                        if not att.kept:
+                            limiter.release()
                         state.last_error = exc
-                        delay = self._plan_retry(settings, spec, exc, state, deadline_at)
+                        delay = self._plan_retry(settings, plan, exc, state, deadline_at)
                         state.phase = "backoff"
                         await anyio.sleep(delay)
                         front = True
                         continue
                     except BaseException:
-                        limiter.release()
+                        if not att.kept:
+                            limiter.release()
                         raise
-                    limiter.release()
+                    if not att.kept:
+                        limiter.release()
                     self._succeeded()
-                    result = self._parse(spec, body)
                     counters.calls_ok += 1
                     return result
         except DeadlineReached:
@@ -258,6 +235,8 @@ class Engine:
                 counters.calls_failed += 1
                 if isinstance(exc, DeadlineExceeded):
                     counters.deadlines_exceeded += 1
+            else:
+                counters.calls_cancelled += 1
             raise
         # The deadline ran out: in the queue, an attempt, or a backoff sleep.
         counters.calls_failed += 1
@@ -266,7 +245,7 @@ class Engine:
         if state.phase == "queued" and b is not None and b.state != "closed":
             counters.circuit_open_rejections += 1
             raise CircuitOpenError(
-                self._describe(spec),
+                plan.describe(),
                 deadline=settings.deadline,
                 attempts=state.attempts,
                 state=b.state,
@@ -275,21 +254,12 @@ class Engine:
                 last_error=state.last_error,
             ) from state.last_error
         raise DeadlineExceeded(
-            self._describe(spec),
+            plan.describe(),
             deadline=settings.deadline,
             attempts=state.attempts,
             last_error=state.last_error,
             waiting_for=_PHASES.get(state.phase),
         ) from state.last_error
-
-    def _parse(self, spec: CallSpec, body: dict[str, Any]) -> Any:
-        try:
-            return spec.parse(body)
-        except pydantic.ValidationError as exc:
-            request = self._describe(spec)
-            raise APIResponseValidationError(
-                httpx.Response(200, request=request), body, message=f"Invalid response body: {exc}"
-            ) from exc
 
     def _succeeded(self) -> None:
         if self.breaker is not None:
@@ -320,7 +290,7 @@ class Engine:
             self.breaker.on_failure(kind)
 
     def _plan_retry(
-        self, settings: Settings, spec: CallSpec, exc: APIError, state: _CallState, deadline_at: float
+        self, settings: CallSettings, plan: Plan, exc: APIError, state: _CallState, deadline_at: float
     ) -> float:
         """The delay before the next attempt, or raise: not retryable, out of retries, budget or time."""
         self._count_failure(exc)
@@ -347,7 +317,7 @@ class Engine:
                 self.counters.budget_exhausted += 1
                 logger.warning(
                     "not retrying %s: the retry budget is exhausted (%s: %s)",
-                    spec.request.url,
+                    plan.url,
                     type(exc).__name__,
                     exc,
                 )
@@ -359,7 +329,7 @@ class Engine:
         if planned is None:
             delay = max(backoff, wait_at_least or 0.0)
             raise DeadlineExceeded(
-                self._describe(spec),
+                plan.describe(),
                 deadline=settings.deadline,
                 attempts=state.attempts,
                 last_error=exc,
@@ -369,7 +339,7 @@ class Engine:
         self.counters.retries += 1
         logger.info(
             "retrying %s in %.2fs (%s): %s: %s",
-            spec.request.url,
+            plan.url,
             delay,
             "waiting for the server to accept connections"
             if waits_for_ready
@@ -381,9 +351,6 @@ class Engine:
             emit(self.hooks, RetryScheduled(retry=retry, delay=delay, reason=type(exc).__name__, error=exc))
         return delay
 
-    def _describe(self, spec: CallSpec) -> Any:
-        return describe_request(spec.request.method, spec.request.url)
-
 
 _PHASES = {
     "queued": "waiting for a slot in the limiter",
@@ -392,4 +359,4 @@ _PHASES = {
 }
 
 
-__all__ = ["CallSpec", "Engine"]
+__all__ = ["Engine", "Plan"]

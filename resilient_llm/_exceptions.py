@@ -1,38 +1,52 @@
-"""The exception tree.
+"""The exception tree: openai-python's own classes, and the library's errors beneath them.
 
-Names and attributes match openai-python, so ``except openai_style.Error`` clauses written for
-``openai.AsyncOpenAI`` keep working after the import swap. The library's own errors subclass the
-openai-style class a caller would already catch::
+Every error a call raises is an instance of an ``openai`` exception class, so ``except openai.X``
+clauses, and libraries that map errors by openai's classes (pydantic-ai's ``FallbackModel``,
+langchain, openai-agents), keep working after the import swap. The library's own errors subclass the
+openai class a caller would already catch::
 
-    OpenAIError
-    ├── ConfigError (also ValueError)            bad constructor / option value
-    ├── APIError                                 message, request, body, code, param, type
-    │   ├── APIStatusError                       status_code, response, request_id
-    │   │   ├── BadRequestError                  400
-    │   │   ├── AuthenticationError              401
-    │   │   ├── PermissionDeniedError            403
-    │   │   ├── NotFoundError                    404
-    │   │   ├── ConflictError                    409
-    │   │   ├── UnprocessableEntityError         422
-    │   │   ├── RateLimitError                   429
-    │   │   └── InternalServerError              >= 500
-    │   ├── APIConnectionError                   no usable response
-    │   │   ├── ServerUnreachable                refused / unreachable: down or restarting
-    │   │   ├── APITimeoutError
-    │   │   │   ├── DeadlineExceeded             the call's deadline ran out
-    │   │   │   │   └── CircuitOpenError         held by the breaker; the deadline cannot be met
-    │   │   │   ├── StallError                   the server went silent for stall_timeout
-    │   │   │   └── OrphanedRequestError         the server no longer knows the request
-    │   ├── StreamError                          an ``error`` object inside an SSE stream
-    │   └── APIResponseValidationError           the body is not what the endpoint returns
-    └── LengthFinishReasonError                  ``parse`` hit max_tokens
+    openai.OpenAIError
+    ├── ConfigError (also ValueError)                  bad constructor / option value
+    └── openai.APIError                                message, request, body, code, param, type
+        ├── openai.APIStatusError                      status_code, response, request_id
+        │   └── BadRequestError 400, AuthenticationError 401, PermissionDeniedError 403,
+        │       NotFoundError 404, ConflictError 409, UnprocessableEntityError 422,
+        │       RateLimitError 429, InternalServerError >= 500   (openai's own)
+        ├── openai.APIConnectionError                  no usable response
+        │   ├── ServerUnreachable                      refused / unreachable: down or restarting
+        │   └── openai.APITimeoutError
+        │       ├── DeadlineExceeded                   the call's deadline ran out
+        │       │   └── CircuitOpenError               held by the breaker; the deadline cannot be met
+        │       ├── StallError                         the server went silent for stall_timeout
+        │       └── OrphanedRequestError               the server no longer knows the request
+        ├── StreamError                                an ``error`` object inside an SSE stream
+        └── openai.APIResponseValidationError          the body is not what the endpoint returns
+
+``request`` and ``response`` attributes are of the httpx flavour openai uses (``httpx2`` on openai 3.x),
+built without credentials.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-import httpx
+from openai import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    LengthFinishReasonError,
+    NotFoundError,
+    OpenAIError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+)
 
 __all__ = [
     "APIConnectionError",
@@ -60,125 +74,27 @@ __all__ = [
 ]
 
 
-class OpenAIError(Exception):
-    """Base of every error this library raises."""
-
-
 class ConfigError(OpenAIError, ValueError):
-    """An invalid setting; the message names the argument and the value."""
-
-
-class APIError(OpenAIError):
-    """An error talking to the server.
-
-    ``request`` is an :class:`httpx.Request` describing what was sent (built lazily for the aiohttp
-    transport), ``body`` the decoded error body when there is one.
-    """
-
-    message: str
-    request: httpx.Request
-    body: object | None
-    code: str | None
-    param: str | None
-    type: str | None
-
-    def __init__(self, message: str, request: httpx.Request, *, body: object | None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.request = request
-        self.body = body
-        self.code = self.param = self.type = None
-        if isinstance(body, dict):
-            code, param, type_ = body.get("code"), body.get("param"), body.get("type")
-            self.code = None if code is None else str(code)
-            self.param = None if param is None else str(param)
-            self.type = None if type_ is None else str(type_)
-
-
-class APIResponseValidationError(APIError):
-    """The server answered 2xx with a body that does not fit the endpoint's schema."""
-
-    response: httpx.Response
-    status_code: int
-
-    def __init__(self, response: httpx.Response, body: object | None, *, message: str | None = None) -> None:
-        super().__init__(
-            message or "Data returned by API invalid for expected schema.", response.request, body=body
-        )
-        self.response = response
-        self.status_code = response.status_code
-
-
-class APIStatusError(APIError):
-    """The server answered with a 4xx or 5xx status."""
-
-    response: httpx.Response
-    status_code: int
-    request_id: str | None
-
-    def __init__(self, message: str, *, response: httpx.Response, body: object | None) -> None:
-        super().__init__(message, response.request, body=body)
-        self.response = response
-        self.status_code = response.status_code
-        self.request_id = response.headers.get("x-request-id")
-
-
-class BadRequestError(APIStatusError):
-    status_code: Literal[400] = 400
-
-
-class AuthenticationError(APIStatusError):
-    status_code: Literal[401] = 401
-
-
-class PermissionDeniedError(APIStatusError):
-    status_code: Literal[403] = 403
-
-
-class NotFoundError(APIStatusError):
-    status_code: Literal[404] = 404
-
-
-class ConflictError(APIStatusError):
-    status_code: Literal[409] = 409
-
-
-class UnprocessableEntityError(APIStatusError):
-    status_code: Literal[422] = 422
-
-
-class RateLimitError(APIStatusError):
-    status_code: Literal[429] = 429
-
-
-class InternalServerError(APIStatusError):
-    pass
-
-
-class APIConnectionError(APIError):
-    """No usable response: refused, reset or dropped connection, broken body."""
-
-    def __init__(self, *, message: str = "Connection error.", request: httpx.Request) -> None:
-        super().__init__(message, request, body=None)
+    """An invalid setting; the message names the argument and the value (never a secret)."""
 
 
 class ServerUnreachable(APIConnectionError):
     """No connection could be opened (refused, unreachable): the server is down or restarting.
 
-    With the circuit breaker on, such a failure does not use up ``max_retries`` or the retry budget:
-    the call waits, within its deadline, while the breaker's half-open probes find out when the server
-    is back (gRPC's "wait for ready").
+    With the circuit breaker on, such a failure against a server that answered this client before
+    does not use up ``max_retries`` or the retry budget: the call waits, within its deadline, while
+    the breaker's half-open probes find out when the server is back (gRPC's "wait for ready").
     """
 
 
-class APITimeoutError(APIConnectionError):
-    """An attempt or the whole call ran out of time."""
+class _Timeout(APITimeoutError):
+    """openai's ``APITimeoutError`` with a message of our own (openai's says only "timed out")."""
 
-    def __init__(self, request: httpx.Request, *, message: str = "Request timed out.") -> None:
-        super().__init__(message=message, request=request)
+    def __init__(self, request: Any, *, message: str) -> None:
+        APIConnectionError.__init__(self, message=message, request=request)
 
 
-class DeadlineExceeded(APITimeoutError):
+class DeadlineExceeded(_Timeout):
     """The call's ``deadline`` ran out: every attempt, backoff sleep and queue wait counted.
 
     ``attempts`` is how many requests were sent; ``last_error`` the failure of the last one (also
@@ -187,7 +103,7 @@ class DeadlineExceeded(APITimeoutError):
 
     def __init__(
         self,
-        request: httpx.Request,
+        request: Any,
         *,
         deadline: float,
         attempts: int,
@@ -205,20 +121,20 @@ class DeadlineExceeded(APITimeoutError):
         self.waiting_for = waiting_for
 
 
-class StallError(APITimeoutError):
+class StallError(_Timeout):
     """The server sent nothing for ``silence`` seconds while an answer was expected."""
 
-    def __init__(self, request: httpx.Request, *, silence: float, received_events: int) -> None:
+    def __init__(self, request: Any, *, silence: float, received_events: int) -> None:
         where = "before the first token" if received_events == 0 else f"after {received_events} event(s)"
         super().__init__(request, message=f"No data from the server for {silence:g}s ({where})")
         self.silence = silence
         self.received_events = received_events
 
 
-class OrphanedRequestError(APITimeoutError):
+class OrphanedRequestError(_Timeout):
     """The server reported fewer live requests than this client was waiting on; this one was dropped."""
 
-    def __init__(self, request: httpx.Request, *, server_active: int, client_waiting: int) -> None:
+    def __init__(self, request: Any, *, server_active: int, client_waiting: int) -> None:
         super().__init__(
             request,
             message=(
@@ -239,7 +155,7 @@ class CircuitOpenError(DeadlineExceeded):
 
     def __init__(
         self,
-        request: httpx.Request,
+        request: Any,
         *,
         deadline: float,
         attempts: int,
@@ -261,39 +177,7 @@ class CircuitOpenError(DeadlineExceeded):
 
 
 class StreamError(APIError):
-    """The server put an ``error`` object inside an event stream after it had started."""
+    """The server put an ``error`` object inside an event stream (retried if nothing was delivered yet)."""
 
-
-class LengthFinishReasonError(OpenAIError):
-    """``parse`` could not parse the answer because generation stopped at ``max_tokens``."""
-
-    def __init__(self, *, completion: Any) -> None:
-        usage = getattr(completion, "usage", None)
-        super().__init__(f"Could not parse response content as the length limit was reached - {usage}")
-        self.completion = completion
-
-
-_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
-
-
-def status_error(response: httpx.Response, body: object | None) -> APIStatusError:
-    """The openai-style exception for an error status, with the server's message when it sent one."""
-    err = body.get("error", body) if isinstance(body, dict) else body
-    if isinstance(err, dict) and err.get("message"):
-        message = f"Error code: {response.status_code} - {err['message']}"
-    elif body:
-        message = f"Error code: {response.status_code} - {body}"
-    else:
-        message = f"Error code: {response.status_code}"
-    cls = _STATUS_ERRORS.get(response.status_code)
-    if cls is None:
-        cls = InternalServerError if response.status_code >= 500 else APIStatusError
-    return cls(message, response=response, body=err)
+    def __init__(self, message: str, request: Any, *, body: object | None) -> None:
+        super().__init__(message, request, body=body)

@@ -13,6 +13,7 @@ class Counters:
     calls: int = 0
     calls_ok: int = 0
     calls_failed: int = 0
+    calls_cancelled: int = 0
     attempts: int = 0
     retries: int = 0
     deadlines_exceeded: int = 0
@@ -44,6 +45,7 @@ class Stats:
     calls: int
     calls_ok: int
     calls_failed: int
+    calls_cancelled: int
     attempts: int
     retries: int
     deadlines_exceeded: int

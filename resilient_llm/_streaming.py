@@ -1,88 +1,83 @@
-"""``AsyncStream``: the object ``create(..., stream=True)`` returns.
+"""The body of a committed stream, as openai's own ``AsyncStream`` reads it.
 
-It is an async iterator usable with ``async with``. Each read waits at most ``silence`` seconds and never
-past the call's deadline. Closing it, leaving its ``async with`` block, reading it to the end, or
-abandoning it (garbage collection) drops the connection — the server sees the disconnect and aborts
-the request — and gives the limiter slot back. An ``error`` object inside the stream raises
-:class:`~resilient_llm.StreamError`. The stream is committed: nothing is retried once it is returned.
+``create(..., stream=True)`` returns openai's ``AsyncStream`` (its SSE decoder, its chunk types, its
+``close()``); the bytes it decodes come from :class:`SilenceByteStream`, an ``AsyncByteStream`` of
+openai's httpx flavour. Each read waits at most ``silence`` seconds and never past the call's deadline;
+the orphan detector can cut it. Closing the stream, reading it to the end, a read that fails, or
+abandoning it (garbage collection) drops or releases the connection — the server sees the disconnect
+and aborts the request — and gives the call's limiter slot back. Nothing is retried once the stream
+is returned (its first event had arrived: the commit point).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import anyio
 
-from ._attempt import Attempt, DeadlineReached, OpenedStream, _decode_chunk
+from ._attempt import Attempt, DeadlineReached, OpenedStream
+from ._compat import httpx_flavour
 from ._exceptions import DeadlineExceeded
 from ._scope import deadline_scope
 
-T = TypeVar("T")
 
+class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,name-defined]
+    """Body bytes of a committed stream, each read under the silence limit and the call's deadline."""
 
-class AsyncStream(Generic[T]):
     def __init__(
         self,
         opened: OpenedStream,
         *,
         attempt: Attempt,
-        parse: Callable[[dict[str, Any]], T],
         on_close: Callable[[BaseException | None], None],
         deadline: float,
         attempts: int,
     ) -> None:
         self._opened = opened
         self._att = attempt
-        self._parse = parse
         self._on_close: Callable[[BaseException | None], None] | None = on_close
         self._deadline = deadline
         self._attempts = attempts
-        self._pending = opened.first
+        self._prefix: bytes | None = opened.prefix
 
     @property
     def closed(self) -> bool:
         return self._on_close is None
 
-    def __aiter__(self) -> AsyncStream[T]:
+    def __aiter__(self) -> SilenceByteStream:
         return self
 
-    async def __anext__(self) -> T:
+    async def __anext__(self) -> bytes:
         if self._on_close is None:
             raise StopAsyncIteration
-        if self._opened.json_body is not None:  # the server answered without streaming
-            body, self._opened.json_body = self._opened.json_body, None
-            return self._parse(body)
+        prefix, self._prefix = self._prefix, None
+        if prefix:
+            return prefix
         try:
-            item = self._pending
-            self._pending = None
-            if item is None:
-                item = await self._read()
-            if item is None or item[1] == b"[DONE]":
-                await self.aclose()
-                raise StopAsyncIteration
-            return self._parse(_decode_chunk(self._att, item[1]))
-        except StopAsyncIteration:
-            raise
+            piece = await self._read()
         except BaseException as exc:
             self._finish(exc)
             await self._drop()
             raise
+        if not piece:  # the body ended: the connection goes back to the pool
+            self._finish(None)
+            with anyio.CancelScope(shield=True):
+                await self._opened.raw.release()
+            raise StopAsyncIteration
+        return piece
 
-    async def _read(self) -> tuple[str | None, bytes] | None:
+    async def _read(self) -> bytes:
         att = self._att
-        events = self._opened.events
-        if events is None:
-            return None
         watch = self._opened.watch
         async with deadline_scope(att.first_deadline()) as scope:
             if watch is not None:
                 watch.scope = scope
-            item = await events.next()
+            piece = await self._opened.raw.read_some()
             att.events += 1
             if watch is not None:
                 watch.heard(att.clock())
-            return item
+            return piece
         error = att.timed_out(watch)  # the scope expired, or was cancelled as an orphan
         if isinstance(error, DeadlineReached):  # the engine is no longer around to translate it
             raise DeadlineExceeded(
@@ -94,12 +89,6 @@ class AsyncStream(Generic[T]):
         if self._on_close is not None:
             self._finish(None)
             await self._drop()
-
-    def close(self) -> None:
-        """Synchronous close (drops the connection where the HTTP library allows it)."""
-        if self._on_close is not None:
-            self._finish(None)
-            self._opened.raw.close()
 
     async def _drop(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
@@ -113,17 +102,19 @@ class AsyncStream(Generic[T]):
         if on_close is not None:
             on_close(exc)
 
-    async def __aenter__(self) -> AsyncStream[T]:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     def __del__(self) -> None:
         if self._on_close is not None:
             self._finish(None)
             self._opened.raw.close()
 
-    async def until_done(self) -> None:
-        async for _ in self:
-            pass
+
+def stream_response(opened: OpenedStream, byte_stream: SilenceByteStream, request: Any) -> Any:
+    """A response of openai's httpx flavour whose body is ``byte_stream`` (already decoded)."""
+    raw = opened.raw
+    headers = [(k, v) for k, v in raw.headers.items() if k.lower() not in _BODY_FRAMING]
+    return httpx_flavour.Response(raw.status, headers=headers, stream=byte_stream, request=request)
+
+
+_BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+__all__ = ["SilenceByteStream", "stream_response"]

@@ -10,6 +10,7 @@ import pytest
 
 import resilient_llm
 from resilient_llm import AsyncOpenAI, BreakerConfig, ConfigError, RateLimit
+from resilient_llm._compat import httpx_flavour as openai_httpx
 from resilient_llm._config import Settings, read_env
 
 pytestmark = pytest.mark.timeout(10)
@@ -52,16 +53,23 @@ def test_defaults_bound_every_call() -> None:
 
 
 def test_openai_timeout_meanings() -> None:
+    # The attribute is openai's own: what was given, as openai-python keeps it.
     c = AsyncOpenAI(base_url="http://127.0.0.1:1/v1", timeout=2500)
-    assert c.timeout.read == 2500 and c.timeout.connect == 2500
-    c = AsyncOpenAI(base_url="http://127.0.0.1:1/v1", timeout=httpx.Timeout(30, connect=2))
-    assert c.timeout.connect == 2
+    assert c.timeout == 2500
+    call = c._settings_for()
+    assert call.connect_timeout == 2500 and call.silence == resilient_llm.DEFAULT_STALL_TIMEOUT
+    for flavour in (httpx, openai_httpx):
+        c = AsyncOpenAI(base_url="http://127.0.0.1:1/v1", timeout=flavour.Timeout(30, connect=2))
+        assert c.timeout.connect == 2
+        assert c._settings_for().connect_timeout == 2 and c._settings_for().silence == 30
 
 
 def test_silence_is_the_smaller_of_stall_timeout_and_read_timeout() -> None:
-    assert Settings(timeout=httpx.Timeout(10), stall_timeout=60).silence == 10
-    assert Settings(timeout=httpx.Timeout(600), stall_timeout=60).silence == 60
-    assert Settings(timeout=httpx.Timeout(None), stall_timeout=None).silence is None
+    assert Settings(stall_timeout=60).for_call(httpx.Timeout(10), 0).silence == 10
+    assert Settings(stall_timeout=60).for_call(httpx.Timeout(600), 0).silence == 60
+    assert Settings(stall_timeout=60).for_call(600.0, 0).silence == 60
+    assert Settings(stall_timeout=None).for_call(httpx.Timeout(None), 0).silence is None
+    assert Settings(stall_timeout=None).for_call(None, 0).silence is None
 
 
 def test_api_key_never_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:

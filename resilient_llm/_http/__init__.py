@@ -10,17 +10,22 @@ import sniffio
 from ._base import Transport
 
 
-def default_transport(http_client: Any = None) -> Callable[[], Transport]:
-    """aiohttp on asyncio (fast); httpx on other backends or around a user's ``http_client``."""
+def default_transport(http_client: Callable[[], Any], *, user_given: bool) -> Callable[[], Transport]:
+    """aiohttp on asyncio (fast); otherwise the client's own ``AsyncClient`` through httpx.
+
+    ``http_client`` returns openai's ``AsyncClient`` (the user's ``http_client`` when ``user_given``):
+    a user's client carries their proxies, certificates and auth, so the library's own I/O goes
+    through it too.
+    """
 
     def make() -> Transport:
-        if http_client is None and sniffio.current_async_library() == "asyncio":
+        if not user_given and sniffio.current_async_library() == "asyncio":
             from ._aiohttp import AiohttpTransport
 
             return AiohttpTransport()
         from ._httpx import HttpxTransport
 
-        return HttpxTransport(http_client)
+        return HttpxTransport(http_client())
 
     return make
 

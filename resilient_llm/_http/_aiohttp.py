@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from .._exceptions import APIConnectionError, APITimeoutError, ServerUnreachable
+from .._exceptions import APIConnectionError, ServerUnreachable, _Timeout
 from ._base import describe_request
 
 DEFAULT_POOL_SIZE = 1000
@@ -93,7 +93,7 @@ class AiohttpTransport:
         try:
             resp = await session.request(method, url, headers=headers, data=content, timeout=timeout)
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
-            raise APITimeoutError(
+            raise _Timeout(
                 describe_request(method, url, headers), message=f"Timed out connecting to {url}"
             ) from exc
         except aiohttp.ClientConnectorError as exc:

@@ -11,17 +11,17 @@ scope held by the caller, so both implementations behave the same when time runs
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
-import httpx
+from .._compat import httpx_flavour
 
 _REDACTED = frozenset({"authorization", "api-key", "x-api-key", "openai-organization", "openai-project"})
 
 
-def describe_request(method: str, url: str, headers: Mapping[str, str] | None = None) -> httpx.Request:
-    """The ``httpx.Request`` attached to exceptions, without credentials in it."""
+def describe_request(method: str, url: str, headers: Mapping[str, str] | None = None) -> Any:
+    """The request attached to exceptions (openai's httpx flavour), without credentials in it."""
     safe = {k: v for k, v in (headers or {}).items() if k.lower() not in _REDACTED}
-    return httpx.Request(method, url, headers=safe)
+    return httpx_flavour.Request(method, url, headers=safe)
 
 
 class RawResponse(Protocol):
@@ -74,6 +74,14 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-def to_httpx_response(raw: RawResponse, request: httpx.Request, body: bytes) -> httpx.Response:
-    """An ``httpx.Response`` for ``APIStatusError.response`` (what openai-python users inspect)."""
-    return httpx.Response(raw.status, headers=dict(raw.headers), content=body, request=request)
+def to_httpx_response(raw: RawResponse, request: Any, body: bytes) -> Any:
+    """A response of openai's httpx flavour, for openai's error and result machinery.
+
+    The body was already decoded by the transport: the encoding headers no longer describe it.
+    """
+    headers = [(k, v) for k, v in raw.headers.items() if k.lower() not in _BODY_FRAMING]
+    return httpx_flavour.Response(raw.status, headers=headers, content=body, request=request)
+
+
+#: Headers that describe the body as it came over the wire, not as it is handed on.
+_BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})

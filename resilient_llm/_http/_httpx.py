@@ -1,34 +1,42 @@
-"""httpx-backed transport: runs on any anyio backend (trio included) and wraps a user's ``http_client``."""
+"""httpx-backed transport: runs on any anyio backend (trio included) and wraps the client's ``AsyncClient``.
+
+The ``AsyncClient`` is openai's own (``client._client``: the user's ``http_client``, or the one openai
+made), of whichever httpx flavour it is (``httpx`` or openai 3.x's ``httpx2``); openai owns and closes it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
-import httpx
-
-from .._exceptions import APIConnectionError, APITimeoutError, ServerUnreachable
+from .._compat import httpx_module_of
+from .._exceptions import APIConnectionError, ServerUnreachable, _Timeout
 from ._base import describe_request
 
 
 class HttpxResponse:
-    __slots__ = ("_chunks", "_resp")
+    __slots__ = ("_chunks", "_errors", "_resp")
 
-    def __init__(self, resp: httpx.Response) -> None:
+    def __init__(self, resp: Any, errors: type[BaseException]) -> None:
         self._resp = resp
+        self._errors = errors
         self._chunks: AsyncIterator[bytes] | None = None
 
     @property
     def status(self) -> int:
-        return self._resp.status_code
+        status: int = self._resp.status_code
+        return status
 
     @property
     def headers(self) -> Mapping[str, str]:
-        return self._resp.headers
+        headers: Mapping[str, str] = self._resp.headers
+        return headers
 
     async def read(self) -> bytes:
         try:
-            return await self._resp.aread()
-        except httpx.TransportError as exc:
+            body: bytes = await self._resp.aread()
+            return body
+        except self._errors as exc:
             raise _broken_body(self._resp, exc) from exc
         finally:
             await self._resp.aclose()
@@ -40,7 +48,7 @@ class HttpxResponse:
             return await self._chunks.__anext__()
         except StopAsyncIteration:
             return b""
-        except httpx.TransportError as exc:
+        except self._errors as exc:
             raise _broken_body(self._resp, exc) from exc
 
     def close(self) -> None:
@@ -61,7 +69,7 @@ class HttpxResponse:
         await self.aclose()
 
 
-def _broken_body(resp: httpx.Response, exc: BaseException) -> APIConnectionError:
+def _broken_body(resp: Any, exc: BaseException) -> APIConnectionError:
     return APIConnectionError(
         message=f"Connection lost while reading the response: {exc!r}",
         request=describe_request(resp.request.method, str(resp.request.url)),
@@ -69,15 +77,12 @@ def _broken_body(resp: httpx.Response, exc: BaseException) -> APIConnectionError
 
 
 class HttpxTransport:
-    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
-        self._owned = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(None),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-        )
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._httpx = httpx_module_of(client)
 
     @property
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> Any:
         return self._client
 
     async def request(
@@ -89,12 +94,13 @@ class HttpxTransport:
         content: bytes | None,
         connect_timeout: float | None,
     ) -> HttpxResponse:
+        httpx = self._httpx
         request = self._client.build_request(method, url, headers=dict(headers), content=content)
         request.extensions["timeout"] = httpx.Timeout(None, connect=connect_timeout).as_dict()
         try:
             resp = await self._client.send(request, stream=True)
         except httpx.TimeoutException as exc:
-            raise APITimeoutError(
+            raise _Timeout(
                 describe_request(method, url, headers), message=f"Timed out connecting to {url}"
             ) from exc
         except httpx.ConnectError as exc:
@@ -107,7 +113,7 @@ class HttpxTransport:
                 message=f"Connection error: {exc.__class__.__name__}: {exc}",
                 request=describe_request(method, url, headers),
             ) from exc
-        return HttpxResponse(resp)
+        return HttpxResponse(resp, httpx.TransportError)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """The ``AsyncClient`` is openai's: it closes it with the client."""

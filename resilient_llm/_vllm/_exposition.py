@@ -22,7 +22,7 @@ Stats keys and the metrics they become (every metric also carries the constant `
     stalls                   resilient_llm_stalls_total                   counter  server went silent
     orphans                  resilient_llm_orphans_total                  counter  server forgot the request
     circuit_open_rejections  resilient_llm_circuit_open_rejections_total  counter  refused, breaker open
-    calls_ok, calls_failed   resilient_llm_calls_total{outcome}           counter  finished calls, ok/failed
+    calls_ok, calls_failed, calls_cancelled  resilient_llm_calls_total{outcome}  counter  finished calls by outcome
 
 ``breaker_state`` is lower-cased with spaces and dashes made underscores (``"half-open"`` →
 ``half_open``); ``closed``, ``open`` and ``half_open`` are always rendered (0 unless current) so alerts
@@ -86,7 +86,7 @@ _COUNTERS = (
     ("circuit_open_rejections", "circuit_open_rejections", "Calls refused because the breaker stayed open."),
     ("budget_exhausted", "retry_budget_exhausted", "Retries refused by the retry budget."),
 )
-_OUTCOMES = (("calls_ok", "ok"), ("calls_failed", "failed"))
+_OUTCOMES = (("calls_ok", "ok"), ("calls_failed", "failed"), ("calls_cancelled", "cancelled"))
 _RESERVED_LABELS = frozenset({"state", "outcome"})
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from openai.types.chat import ChatCompletionMessageParam
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -92,7 +93,7 @@ def library_settings(scale: float) -> dict[str, Any]:
     }
 
 
-def prompt_for(tokens: int) -> list[dict[str, str]]:
+def prompt_for(tokens: int) -> list[ChatCompletionMessageParam]:
     return [
         {"role": "system", "content": "You solve ARC puzzles. Answer with a JSON object."},
         {"role": "user", "content": f"Describe the transformation ({tokens} tokens of reasoning)."},
@@ -155,7 +156,8 @@ def library_call(
             temperature=0.3,
             extra_body={"skip_special_tokens": True, "simulator": {"output_tokens": tokens}},
         )
-        return r.choices[0].message.content
+        content: str | None = r.choices[0].message.content
+        return content
 
     return call, client
 

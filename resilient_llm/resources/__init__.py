@@ -1,18 +1,14 @@
-"""The openai-compatible surface: ``client.chat.completions``, ``completions``, ``embeddings``,
-``models`` and ``responses``. Each method builds the request and hands it to the client's engine."""
+"""openai-python's resources, with a fast ``create`` for the endpoints that produce answers.
 
-from ._chat import AsyncChat
-from ._chat import AsyncCompletions as AsyncChatCompletions
+Each class subclasses openai's own: every other method, sub-resource and helper (``parse``,
+``stream``, ``with_raw_response``...) is inherited and reaches the resilient pipeline through
+``AsyncOpenAI.request``. ``create`` skips openai's request building and response parsing when nothing
+openai-specific is asked of it (no raw-response wrapper, no custom auth); the request it sends and the
+result it returns are the same (``tests/test_fast_path.py`` compares them).
+"""
+
+from ._chat import AsyncChat, AsyncChatCompletions
 from ._completions import AsyncCompletions
-from ._embeddings import AsyncEmbeddings
-from ._models import AsyncModels
 from ._responses import AsyncResponses
 
-__all__ = [
-    "AsyncChat",
-    "AsyncChatCompletions",
-    "AsyncCompletions",
-    "AsyncEmbeddings",
-    "AsyncModels",
-    "AsyncResponses",
-]
+__all__ = ["AsyncChat", "AsyncChatCompletions", "AsyncCompletions", "AsyncResponses"]

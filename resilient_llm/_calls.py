@@ -1,0 +1,226 @@
+"""The two ways an attempt reaches the server, and how its answer becomes openai's result.
+
+* :class:`FastPlan` — the library's own I/O, for the endpoints that produce answers (chat
+  completions, completions, responses, embeddings): aiohttp on asyncio, the silence limit on every
+  read, non-streaming answers streamed under the hood and reassembled. Its result is exactly what
+  openai's path returns, built by openai's own machinery:
+
+  - :class:`ModelResult` (the resource fast path, ``create`` without raw-response wrappers): the
+    body validated into openai's type (openai's lenient ``construct_type`` when the server sent
+    something the type does not declare), ``_request_id`` set; streams are openai's ``AsyncStream``;
+  - :class:`SdkResult` (everything that reaches ``AsyncOpenAI.request``: ``with_raw_response``,
+    ``parse``, the ``.stream()`` helpers...): a response of openai's httpx flavour handed to openai's
+    ``_process_response``, so raw responses, post-parsers and stream classes are openai's own.
+
+* :class:`SdkPlan` — every other request (files, batches, audio, models, ``client.get``...) goes
+  through openai-python's own request path, one attempt at a time with openai's retries off: the
+  engine owns the retry loop, the deadline and the limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import openai
+import pydantic
+
+from ._attempt import Assembler, Attempt, OpenedStream, Request, open_stream, read_assembled, read_json
+from ._compat import add_request_id, construct_type, httpx_flavour
+from ._exceptions import APIResponseValidationError
+from ._http._base import RawResponse, describe_request
+from ._json import dumps
+from ._streaming import SilenceByteStream, stream_response
+
+if TYPE_CHECKING:
+    from ._compat import FinalRequestOptions
+
+Mode = Literal["json", "assemble", "stream"]
+
+
+class FastPlan:
+    """An attempt through the library's own transport (see the module docstring)."""
+
+    __slots__ = ("assembler", "deadline", "mode", "request", "result", "url")
+
+    def __init__(
+        self,
+        request: Request,
+        mode: Mode,
+        result: ModelResult | SdkResult,
+        *,
+        deadline: float,
+        assembler: Callable[[], Assembler] | None = None,
+    ) -> None:
+        self.request = request
+        self.url = request.url
+        self.mode = mode
+        self.result = result
+        self.deadline = deadline
+        self.assembler = assembler
+
+    def describe(self) -> Any:
+        return describe_request(self.request.method, self.request.url)
+
+    async def run(self, att: Attempt) -> Any:
+        att.request = self.request
+        if self.mode == "stream":
+            opened = await open_stream(att)
+            body = SilenceByteStream(
+                opened, attempt=att, on_close=att.keep_slot(), deadline=self.deadline, attempts=att.number
+            )
+            try:
+                return await self.result.stream(att, opened, body)
+            except BaseException:
+                await body.aclose()
+                raise
+        if self.mode == "assemble":
+            assert self.assembler is not None
+            raw, data = await read_assembled(att, self.assembler())
+        else:
+            raw, data = await read_json(att)
+        return await self.result.body(att, raw, data)
+
+
+def _response_headers(raw: RawResponse, content_type: str | None = None) -> list[tuple[str, str]]:
+    """The server's headers, less those that described the body on the wire (it was decoded)."""
+    headers = [(k, v) for k, v in raw.headers.items() if k.lower() not in _WIRE_ONLY]
+    if content_type is not None:
+        headers.append(("content-type", content_type))
+    return headers
+
+
+_WIRE_ONLY = frozenset({"content-encoding", "content-length", "transfer-encoding", "content-type"})
+
+
+class ModelResult:
+    """openai's result type built straight from the decoded body (the resource fast path)."""
+
+    __slots__ = ("cast_to", "client", "stream_cls", "strict")
+
+    def __init__(self, client: Any, cast_to: type[Any], stream_cls: type[Any] | None) -> None:
+        self.client = client
+        self.cast_to = cast_to
+        self.stream_cls = stream_cls
+        self.strict: bool = client._strict_response_validation
+
+    async def body(self, att: Attempt, raw: RawResponse, data: dict[str, Any]) -> Any:
+        cast_to = self.cast_to
+        try:
+            result = cast_to.model_validate(data)
+        except pydantic.ValidationError as exc:
+            if self.strict:
+                response = httpx_flavour.Response(
+                    raw.status, headers=_response_headers(raw), content=dumps(data), request=att.describe()
+                )
+                raise APIResponseValidationError(response, data) from exc
+            result = construct_type(type_=cast_to, value=data)  # openai's own lenient build
+        add_request_id(result, raw.headers.get("x-request-id"))
+        return result
+
+    async def stream(self, att: Attempt, opened: OpenedStream, body: SilenceByteStream) -> Any:
+        assert self.stream_cls is not None
+        client = self.client
+        response = stream_response(opened, body, att.describe())
+        options = _stream_options(att)
+        return await client._process_response(
+            cast_to=self.cast_to,
+            options=options,
+            response=response,
+            stream=True,
+            stream_cls=self.stream_cls,
+            retries_taken=att.number - 1,
+        )
+
+
+def _stream_options(att: Attempt) -> FinalRequestOptions:
+    from ._compat import FinalRequestOptions
+
+    req = att.request
+    assert req is not None
+    return FinalRequestOptions.construct(method=req.method.lower(), url=req.url)
+
+
+class SdkResult:
+    """openai's ``_process_response`` over a response of openai's httpx flavour (the options path)."""
+
+    __slots__ = ("cast_to", "client", "http_request", "options", "stream_cls")
+
+    def __init__(
+        self,
+        client: Any,
+        cast_to: Any,
+        options: FinalRequestOptions,
+        stream_cls: type[Any] | None,
+        http_request: Any,
+    ) -> None:
+        self.client = client
+        self.cast_to = cast_to
+        self.options = options
+        self.stream_cls = stream_cls
+        self.http_request = http_request  # openai's own, with its headers (raw-response markers)
+
+    async def body(self, att: Attempt, raw: RawResponse, data: dict[str, Any]) -> Any:
+        response = httpx_flavour.Response(
+            raw.status,
+            headers=_response_headers(raw, "application/json"),
+            content=dumps(data),
+            request=self.http_request,
+        )
+        return await self.client._process_response(
+            cast_to=self.cast_to,
+            options=self.options,
+            response=response,
+            stream=False,
+            stream_cls=None,
+            retries_taken=att.number - 1,
+        )
+
+    async def stream(self, att: Attempt, opened: OpenedStream, body: SilenceByteStream) -> Any:
+        response = stream_response(opened, body, self.http_request)
+        return await self.client._process_response(
+            cast_to=self.cast_to,
+            options=self.options,
+            response=response,
+            stream=True,
+            stream_cls=self.stream_cls,
+            retries_taken=att.number - 1,
+        )
+
+
+class SdkPlan:
+    """An attempt through openai-python's own request path, its retries off."""
+
+    __slots__ = ("cast_to", "client", "options", "stream", "stream_cls", "url")
+
+    def __init__(
+        self,
+        client: Any,
+        cast_to: Any,
+        options: FinalRequestOptions,
+        stream: bool,
+        stream_cls: type[Any] | None,
+    ) -> None:
+        self.client = client
+        self.cast_to = cast_to
+        self.options = options
+        self.stream = stream
+        self.stream_cls = stream_cls
+        url = options.url
+        self.url = url if "://" in url else str(client.base_url).rstrip("/") + "/" + url.lstrip("/")
+
+    def describe(self) -> Any:
+        return describe_request(self.options.method.upper(), self.url)
+
+    async def run(self, att: Attempt) -> Any:
+        options = self.options.model_copy()
+        options.max_retries = 0
+        headers: Mapping[str, Any] = options.headers if isinstance(options.headers, Mapping) else {}
+        if not any(k.lower() == "x-stainless-retry-count" for k in headers):
+            options.headers = {**headers, "X-Stainless-Retry-Count": str(att.number - 1)}
+        return await openai.AsyncOpenAI.request(
+            self.client, self.cast_to, options, stream=self.stream, stream_cls=self.stream_cls
+        )
+
+
+__all__ = ["FastPlan", "Mode", "ModelResult", "SdkPlan", "SdkResult"]
