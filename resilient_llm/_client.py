@@ -25,7 +25,7 @@ import openai
 
 from ._attempt import Request
 from ._calls import FastPlan, Mode, ModelResult, SdkPlan, SdkResult
-from ._compat import RAW_RESPONSE_HEADER, FinalRequestOptions
+from ._compat import RAW_RESPONSE_HEADER, FinalRequestOptions, timeout_parts
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
@@ -428,7 +428,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         )
         if query:
             url += "?" + self.qs.stringify(query)
-        headers = await self._headers_for(extra_headers)
+        headers = self._headers_for(extra_headers, timeout)
         request = Request("POST", url, headers, body)
         plan = FastPlan(
             request,
@@ -439,7 +439,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         )
         return await self._engine.call(settings, plan)
 
-    async def _headers_for(self, extra_headers: Mapping[str, Any] | None) -> Mapping[str, str]:
+    def _headers_for(self, extra_headers: Mapping[str, Any] | None, timeout: Any) -> Mapping[str, str]:
         """openai's headers for a request (auth, defaults, platform), built once per client."""
         key = (self.api_key, self.organization, self.project, id(self._custom_headers), self.timeout)
         if key != self._hot_headers_key:
@@ -448,10 +448,17 @@ class AsyncOpenAI(openai.AsyncOpenAI):
             built = self._build_headers(FinalRequestOptions.construct(method="post", url="/"))
             self._hot_headers = {k: v for k, v in built.items() if isinstance(v, str)}
             self._hot_headers_key = key
-        if not extra_headers:
+        if not extra_headers and not is_given(timeout):
             return self._hot_headers
         headers = dict(self._hot_headers)
-        for name, value in extra_headers.items():
+        if is_given(timeout):  # openai states the request's own read timeout
+            headers.pop("x-stainless-read-timeout", None)
+            read = timeout_parts(timeout)[1]
+            if read is not None:
+                headers["x-stainless-read-timeout"] = str(
+                    timeout if isinstance(timeout, (int, float)) else read
+                )
+        for name, value in (extra_headers or {}).items():
             lower = name.lower()
             for existing in [k for k in headers if k.lower() == lower]:
                 del headers[existing]
