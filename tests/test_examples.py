@@ -49,8 +49,10 @@ def test_quickstart_makes_a_call_a_streamed_call_and_a_parsed_call() -> None:
     assert re.search(r"^\[create\] finish_reason=stop usage=\d+$", out, re.M), out
     assert re.search(r"^\[stream\] (\d+) chunks: '.+'$", out, re.M), out
     assert int(re.search(r"^\[stream\] (\d+) chunks", out, re.M).group(1)) > 1  # type: ignore[union-attr]
-    assert "[parse] instructions='Recolor every shape" in out
-    assert "grid=[[0, 1, 2], [2, 1, 0], [1, 1, 1]]" in out
+    # the simulator answers a json_schema format with an instance of the schema
+    assert re.search(
+        r"^\[parse\] instructions='.+' grid=\[\[\d+(, \d+)*\](, \[\d+(, \d+)*\])*\]$", out, re.M
+    ), out
     assert "[stats] calls=3 ok=3 attempts=3 breaker=closed" in out
 
 

@@ -1,5 +1,9 @@
 """The generation endpoints: one attempt from its request to its last byte, faults included.
 
+Chat completions, text completions, embeddings and the Responses API share one path; what the
+model says (words, JSON for a format, a tool call) was decided when the request was read, and a
+per-endpoint writer turns the answer's tokens into that endpoint's chunks or events.
+
 An attempt is planned (fault, answer length) in arrival order, then either answered at once
 (status faults, a dead engine, a full queue), held forever (``lost``, ``restart``), or turned into
 a :class:`Sequence` for the engines. Streaming responses send headers at once and the first chunk
@@ -16,6 +20,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from typing import TYPE_CHECKING, NoReturn
 
 from aiohttp import web
@@ -28,6 +33,7 @@ from resilient_llm.testing._requests import (
     parse_body,
     parse_request,
 )
+from resilient_llm.testing._responses import ResponseIds, ResponsesStreamWriter, responses_body
 from resilient_llm.testing._text import build_answer, embedding
 from resilient_llm.testing._wire import (
     DONE,
@@ -44,7 +50,10 @@ if TYPE_CHECKING:
     from resilient_llm.testing._core import SimulatorCore
     from resilient_llm.testing._faults import AttemptPlan
 
-__all__ = ["GenerationHandlers", "error_response"]
+__all__ = ["REQUEST_ID_KEY", "GenerationHandlers", "error_response", "stamp_request_id"]
+
+#: Where a handler leaves the attempt's id for the ``x-request-id`` header (see ``_request_id``).
+REQUEST_ID_KEY = web.RequestKey("resilient_llm.request_id", str)
 
 logger = logging.getLogger("resilient_llm.testing")
 
@@ -54,6 +63,16 @@ _BUSY = (
     "Please try again later or on a different instance."
 )
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+
+_Writer = ChatStreamWriter | CompletionStreamWriter | ResponsesStreamWriter
+
+
+async def stamp_request_id(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """``x-request-id`` on every response, as vLLM's ``--enable-request-id-headers`` sends it: the
+    client's own ``X-Request-Id``, else the attempt's id, else a fresh one."""
+    if "X-Request-Id" not in response.headers:
+        ident = request.get(REQUEST_ID_KEY) or request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        response.headers["X-Request-Id"] = ident
 
 
 def error_response(status: int, message: str, type_: str, *, param: str | None = None) -> web.Response:
@@ -78,12 +97,13 @@ def _drop(request: web.BaseRequest) -> web.Response:
 class _Job:
     """One sequence in the engine and what its client has received."""
 
-    __slots__ = ("_settled", "delivered", "event", "reasoning", "seq", "tokens")
+    __slots__ = ("_settled", "delivered", "event", "reasoning", "seq", "tokens", "tool")
 
-    def __init__(self, seq: Sequence, tokens: list[str], reasoning: int) -> None:
+    def __init__(self, seq: Sequence, tokens: list[str], reasoning: int, tool: str | None = None) -> None:
         self.seq = seq
         self.tokens = tokens
         self.reasoning = reasoning
+        self.tool = tool  # the tool the content calls (the content is its arguments), if any
         self.delivered = 0
         self.event = asyncio.Event()
         self._settled = False
@@ -116,7 +136,7 @@ class _Job:
 
 
 class GenerationHandlers:
-    """``/v1/chat/completions``, ``/v1/completions`` and ``/v1/embeddings`` over one core."""
+    """``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings`` and ``/v1/responses`` over one core."""
 
     def __init__(self, core: SimulatorCore) -> None:
         self._core = core
@@ -130,6 +150,9 @@ class GenerationHandlers:
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._attempt(request, "embedding")
 
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._attempt(request, "responses")
+
     async def _attempt(self, request: web.Request, kind: Kind) -> web.StreamResponse:
         core = self._core
         core.stats.requests_received += 1
@@ -138,6 +161,8 @@ class GenerationHandlers:
         except RequestRejected as exc:
             return error_response(exc.status, exc.message, exc.type, param=exc.param)
         plan = core.planner.next_attempt(req.fault)
+        ident = request.headers.get("X-Request-Id") or plan.id_hex  # vLLM puts it in the body id
+        request[REQUEST_ID_KEY] = ident
         fault = plan.fault
         if fault is not None:
             core.stats.faults[fault] += 1
@@ -154,7 +179,6 @@ class GenerationHandlers:
         job = self._job(req, plan, fault)
         core.submit(job.seq)
         try:
-            ident = request.headers.get("X-Request-Id") or plan.id_hex  # vLLM puts it in the body id
             if req.stream:
                 return await self._stream(request, req, ident, job, fault)
             return await self._respond(request, req, ident, job, fault)
@@ -197,14 +221,20 @@ class GenerationHandlers:
             finish = "stop"
         else:
             wanted = req.output_tokens or plan.output_tokens
-            reasoning = min(wanted - 1, round(wanted * config.reasoning_ratio)) if req.kind == "chat" else 0
+            reasons = req.kind in ("chat", "responses")
+            reasoning = min(wanted - 1, round(wanted * config.reasoning_ratio)) if reasons else 0
+            reply = req.reply
             answer = build_answer(
-                wanted, reasoning_tokens=reasoning, json_mode=req.json_mode, offset=plan.text_offset
+                wanted,
+                reasoning_tokens=reasoning,
+                json_mode=reply.kind == "arc_json",
+                offset=plan.text_offset,
+                fixed=reply.text if reply.kind in ("text", "tool_call") else None,
             )
             tokens = answer.reasoning + answer.content
             cap = req.max_tokens if req.max_tokens is not None else config.max_model_len - req.prompt_tokens
             target = min(len(tokens), cap)
-            finish = "length" if len(tokens) > cap else "stop"
+            finish = "length" if len(tokens) > cap else "tool_calls" if reply.tool else "stop"
         prefill = (
             req.prefill_ms / 1000
             if req.prefill_ms is not None
@@ -218,7 +248,7 @@ class GenerationHandlers:
             slowdown=config.slow_factor if fault == "slow" else 1.0,
             max_gap=config.scaled(config.slow_max_gap) if fault == "slow" else None,
         )
-        return _Job(seq, tokens, reasoning)
+        return _Job(seq, tokens, reasoning, None if req.kind == "embedding" else req.reply.tool)
 
     # -- non-streaming -------------------------------------------------------------------------
     async def _respond(
@@ -257,6 +287,13 @@ class GenerationHandlers:
                 prompt_tokens=req.prompt_tokens,
             )  # fmt: skip
         reasoning, content = job.text(0, job.seq.target)
+        if req.kind == "responses":
+            return responses_body(
+                req.body or {}, ids=ResponseIds.of(ident), created=created, model=config.model,
+                reasoning=reasoning, content=content, tool=job.tool, finish=job.seq.finish_reason,
+                prompt_tokens=req.prompt_tokens, completion_tokens=job.seq.target,
+                reasoning_tokens=min(job.reasoning, job.seq.target),
+            )  # fmt: skip
         if req.kind == "text":
             return completion_body(
                 id_=f"cmpl-{ident}", created=created, model=config.model, text=content or "",
@@ -267,29 +304,20 @@ class GenerationHandlers:
             id_=f"chatcmpl-{ident}", created=created, model=config.model, content=content,
             reasoning=reasoning, reasoning_field=config.reasoning_field, finish_reason=job.seq.finish_reason,
             prompt_tokens=req.prompt_tokens, completion_tokens=job.seq.target, fingerprint=self._core.fingerprint,
+            tool_call=None if job.tool is None else (f"chatcmpl-tool-{ident}", job.tool, content or ""),
         )  # fmt: skip
 
     # -- streaming -----------------------------------------------------------------------------
     async def _stream(
         self, request: web.Request, req: GenerationRequest, ident: str, job: _Job, fault: str | None
     ) -> web.StreamResponse:
-        core, seq, config = self._core, job.seq, self._core.config
-        created = int(time.time())
-        writer: ChatStreamWriter | CompletionStreamWriter
-        if req.kind == "chat":
-            writer = ChatStreamWriter(
-                id_=f"chatcmpl-{ident}", created=created, model=config.model,
-                reasoning_field=config.reasoning_field, fingerprint=self._core.fingerprint,
-            )  # fmt: skip
-        else:
-            writer = CompletionStreamWriter(
-                id_=f"cmpl-{ident}", created=created, model=config.model, fingerprint=self._core.fingerprint
-            )
+        core, seq = self._core, job.seq
+        writer = self._writer(req, ident, job)
         stop = seq.target // 2 if fault in _MIDPOINT_FAULTS else seq.target
         if seq.done and stop == seq.target and not job.killed:
             # Already complete (instant mode): the whole stream in one write, as fast as it gets.
-            body = self._chunks(writer, job, seq.target, seq.finish_reason, req.include_usage)
-            body += self._tail(writer, req, seq)
+            body = self._chunks(writer, job, seq.target, seq.finish_reason)
+            body += self._tail(writer, req, job)
             job.delivered = seq.target
             core.stats.requests_completed += 1
             return web.Response(body=body, headers=_SSE_HEADERS)
@@ -302,7 +330,7 @@ class GenerationHandlers:
                 return response
             upto = min(seq.generated, stop)
             finish = seq.finish_reason if upto == seq.target else None
-            await response.write(self._chunks(writer, job, upto, finish, req.include_usage))
+            await response.write(self._chunks(writer, job, upto, finish))
             job.delivered = upto
         if fault == "ghost":
             await job.reach(seq.target)
@@ -319,46 +347,35 @@ class GenerationHandlers:
             error = error_body("The engine failed while generating this request.", "InternalServerError", 500)
             await response.write(b"data: " + error + b"\n\n" + DONE)
         else:
-            await response.write(self._tail(writer, req, seq))
+            await response.write(self._tail(writer, req, job))
             core.stats.requests_completed += 1
         return response
 
-    @staticmethod
-    def _tail(
-        writer: ChatStreamWriter | CompletionStreamWriter, req: GenerationRequest, seq: Sequence
-    ) -> bytes:
-        """The usage chunk (when asked for) and ``[DONE]``."""
-        return (writer.usage(req.prompt_tokens, seq.target) if req.include_usage else b"") + DONE
+    def _writer(self, req: GenerationRequest, ident: str, job: _Job) -> _Writer:
+        core, config, created = self._core, self._core.config, int(time.time())
+        if req.kind == "responses":
+            return ResponsesStreamWriter(
+                req.body or {}, ids=ResponseIds.of(ident), created=created, model=config.model, tool=job.tool
+            )
+        if req.kind == "chat":
+            return ChatStreamWriter(
+                id_=f"chatcmpl-{ident}", created=created, model=config.model,
+                reasoning_field=config.reasoning_field, fingerprint=core.fingerprint,
+                include_usage=req.include_usage,
+                tool=None if job.tool is None else (f"chatcmpl-tool-{ident}", job.tool),
+            )  # fmt: skip
+        return CompletionStreamWriter(
+            id_=f"cmpl-{ident}", created=created, model=config.model, fingerprint=core.fingerprint,
+            include_usage=req.include_usage,
+        )  # fmt: skip
 
     @staticmethod
-    def _chunks(
-        writer: ChatStreamWriter | CompletionStreamWriter,
-        job: _Job,
-        upto: int,
-        finish: str | None,
-        usage: bool,
-    ) -> bytes:
-        """The SSE events carrying tokens ``job.delivered:upto`` (the role chunk comes first).
+    def _tail(writer: _Writer, req: GenerationRequest, job: _Job) -> bytes:
+        """What follows the last token: usage (when asked for, always for the Responses API) and the end."""
+        return writer.tail(req.prompt_tokens, job.seq.target, min(job.reasoning, job.seq.target))
 
-        As vLLM 0.32 sends them: ``length`` rides on the last token's chunk, ``stop`` (end of
-        sequence) on an extra empty chunk; the finish chunk has the fingerprint unless a usage
-        chunk follows."""
+    @staticmethod
+    def _chunks(writer: _Writer, job: _Job, upto: int, finish: str | None) -> bytes:
+        """The chunks (or events) carrying tokens ``job.delivered:upto``."""
         reasoning, content = job.text(job.delivered, upto)
-        on_tokens = finish if finish != "stop" else None
-        stamp = finish is not None and not usage
-        if isinstance(writer, CompletionStreamWriter):
-            text = writer.text((reasoning or "") + (content or ""), on_tokens, stamp)
-            return text + writer.text("", finish, stamp) if finish == "stop" else text
-        parts = [writer.role()] if job.delivered == 0 else []
-        if reasoning is not None:
-            last = on_tokens if content is None else None
-            parts.append(
-                writer.delta(reasoning=reasoning, finish=last, fingerprint=stamp and last is not None)
-            )
-        if content is not None:
-            parts.append(
-                writer.delta(content=content, finish=on_tokens, fingerprint=stamp and on_tokens is not None)
-            )
-        if finish == "stop":
-            parts.append(writer.delta(content="", finish="stop", fingerprint=stamp))
-        return b"".join(parts)
+        return writer.tokens(reasoning, content, finish)

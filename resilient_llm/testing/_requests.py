@@ -1,5 +1,9 @@
 """Reading a generation request the way vLLM validates it, plus the ``simulator`` extension field.
 
+Chat and Responses API requests also get their :class:`~._answers.Reply` here: what the model
+will say (words, JSON for a format, or a tool call), decided from the tools, the format and the
+conversation.
+
 Clients steer the simulator per request through ``extra_body={"simulator": {...}}``:
 ``output_tokens`` (answer length before ``max_tokens``), ``fault`` (one of the request faults, or
 ``"none"``) and ``prefill_ms`` (prefill time in simulated milliseconds).
@@ -12,12 +16,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from resilient_llm.testing._answers import WORDS, Reply, ReplyError, chat_reply, message_text, responses_reply
 from resilient_llm.testing._config import NO_FAULT, REQUEST_FAULTS, SimulatorConfig
 from resilient_llm.testing._text import estimate_tokens
 
 __all__ = ["GenerationRequest", "Kind", "RequestRejected", "parse_body", "parse_request"]
 
-Kind = Literal["chat", "text", "embedding"]
+Kind = Literal["chat", "text", "embedding", "responses"]
 
 
 class RequestRejected(Exception):
@@ -48,11 +53,13 @@ class GenerationRequest:
     include_usage: bool
     prompt_tokens: int
     max_tokens: int | None
-    json_mode: bool
+    reply: Reply
     output_tokens: int | None
     fault: str | None
     prefill_ms: float | None
     inputs: tuple[str, ...]
+    #: The Responses API request itself, whose settings its response repeats.
+    body: dict[str, Any] | None = None
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -69,21 +76,36 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _text_of(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise _invalid("messages", "Input should be a non-empty list of messages")
+    return messages
+
+
+def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Responses API ``input`` as a list of items (a string is one user message)."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise _invalid("input", "Input should be a string or a list of input items")
+    return value
+
+
+def _item_text(item: dict[str, Any]) -> str:
+    return (
+        message_text(item.get("content")) + str(item.get("arguments") or "") + str(item.get("output") or "")
+    )
 
 
 def _prompt(body: dict[str, Any], kind: Kind) -> tuple[int, tuple[str, ...]]:
     """(prompt tokens, texts) of the request's input."""
     if kind == "chat":
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            raise _invalid("messages", "Input should be a non-empty list of messages")
-        text = "".join(_text_of(m.get("content")) for m in messages)
+        text = "".join(message_text(m.get("content")) for m in _messages(body))
+        return estimate_tokens(len(text)), ()
+    if kind == "responses":
+        text = message_text(body.get("instructions")) + "".join(_item_text(i) for i in _items(body))
         return estimate_tokens(len(text)), ()
     field = "prompt" if kind == "text" else "input"
     value = body.get(field)
@@ -133,9 +155,12 @@ def parse_request(body: dict[str, Any], kind: Kind, config: SimulatorConfig) -> 
     n = body.get("n")
     if n is not None and n != 1:
         raise RequestRejected(400, "The simulator only serves n=1.", param="n")
-    max_tokens = body.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = body.get("max_tokens")
+    if kind == "responses":
+        max_tokens = body.get("max_output_tokens")
+    else:
+        max_tokens = body.get("max_completion_tokens")
+        if max_tokens is None:
+            max_tokens = body.get("max_tokens")
     limit = config.max_model_len
     if max_tokens is not None:
         if not _is_int(max_tokens) or max_tokens < 1:
@@ -159,11 +184,15 @@ def parse_request(body: dict[str, Any], kind: Kind, config: SimulatorConfig) -> 
         raise RequestRejected(400, "Embeddings cannot be streamed.", param="stream")
     options = body.get("stream_options")
     include_usage = bool(stream and isinstance(options, dict) and options.get("include_usage"))
-    response_format = body.get("response_format")
-    json_mode = isinstance(response_format, dict) and response_format.get("type") in (
-        "json_object",
-        "json_schema",
-    )
+    try:
+        if kind == "chat":
+            reply = chat_reply(body, _messages(body))
+        elif kind == "responses":
+            reply = responses_reply(body, _items(body))
+        else:
+            reply = WORDS
+    except ReplyError as exc:
+        raise RequestRejected(400, str(exc), param=exc.param) from None
     output_tokens, fault, prefill_ms = _simulator_field(body)
     return GenerationRequest(
         kind=kind,
@@ -171,9 +200,10 @@ def parse_request(body: dict[str, Any], kind: Kind, config: SimulatorConfig) -> 
         include_usage=include_usage,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
-        json_mode=json_mode,
+        reply=reply,
         output_tokens=output_tokens,
         fault=fault,
         prefill_ms=prefill_ms,
         inputs=inputs,
+        body=body if kind == "responses" else None,
     )

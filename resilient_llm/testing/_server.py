@@ -23,7 +23,7 @@ from aiohttp.typedefs import Handler
 
 from resilient_llm.testing._config import SimulatorConfig
 from resilient_llm.testing._core import MetricsMode, SimulatorCore
-from resilient_llm.testing._handlers import GenerationHandlers
+from resilient_llm.testing._handlers import GenerationHandlers, stamp_request_id
 from resilient_llm.testing._stats import QueueSample, SimulatorStats
 from resilient_llm.testing._wire import dumps, models_body
 
@@ -84,11 +84,13 @@ class VLLMSimulator:
         app.router.add_post("/v1/chat/completions", generation.chat)
         app.router.add_post("/v1/completions", generation.completions)
         app.router.add_post("/v1/embeddings", generation.embeddings)
+        app.router.add_post("/v1/responses", generation.responses)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
         app.router.add_get("/version", self._version)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/simulator/stats", self._stats)
+        app.on_response_prepare.append(stamp_request_id)
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT
         )

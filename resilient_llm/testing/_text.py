@@ -1,7 +1,8 @@
 """The words the simulated model says: deterministic token lists, JSON answers, embeddings.
 
 A "token" here is a short string; joining a sequence's tokens gives its text. Prompt length is
-estimated as one token per four characters, as a rough tokenizer would.
+estimated as one token per four characters, as a rough tokenizer would; a fixed text (JSON for a
+format, a tool call's arguments) is cut into tokens of four characters the same way.
 """
 
 from __future__ import annotations
@@ -64,15 +65,20 @@ def _words(vocabulary: tuple[str, ...], n: int, offset: int) -> list[str]:
     return list(islice(cycle(vocabulary[start:] + vocabulary[:start]), n))
 
 
-def build_answer(tokens: int, *, reasoning_tokens: int, json_mode: bool, offset: int) -> Answer:
+def build_answer(
+    tokens: int, *, reasoning_tokens: int, json_mode: bool = False, offset: int, fixed: str | None = None
+) -> Answer:
     """An answer of ``tokens`` tokens (more only if a JSON answer needs its skeleton).
 
     With ``json_mode`` the content is a JSON object whose free-text field is padded with words so
-    the whole answer has the requested length; a prefix of it is never valid JSON.
+    the whole answer has the requested length; a prefix of it is never valid JSON. A ``fixed``
+    content is said as it is, whatever its length.
     """
     reasoning = _words(_REASONING, reasoning_tokens, offset)
     budget = tokens - reasoning_tokens
-    if json_mode:
+    if fixed is not None:
+        content = [fixed[i : i + 4] for i in range(0, len(fixed), 4)]
+    elif json_mode:
         padding = max(0, budget - json_skeleton_tokens())
         content = [*_HEAD_TOKENS, *_words(_WORDS[1:], padding, offset), *_TAIL_TOKENS]
     else:

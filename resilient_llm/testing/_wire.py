@@ -48,11 +48,20 @@ def _reasoning_keys(field: str) -> tuple[str, ...]:
 
 
 class _StreamWriter:
-    """The ``data:`` lines of one streamed response; ``finish`` chunks can carry the fingerprint."""
+    """The ``data:`` lines of one streamed response; ``finish`` chunks can carry the fingerprint.
 
-    def __init__(self, *, id_: str, object_: str, created: int, model: str, fingerprint: str) -> None:
+    :meth:`tokens` turns the next piece of the answer into chunks as vLLM 0.32 sends them:
+    ``length`` rides on the last token's chunk, ``stop`` (end of sequence) and ``tool_calls`` on
+    an extra empty chunk; the finish chunk has the fingerprint unless a usage chunk follows.
+    """
+
+    def __init__(
+        self, *, id_: str, object_: str, created: int, model: str, fingerprint: str, include_usage: bool
+    ) -> None:
         self._head = f'data: {{"id":"{id_}","object":"{object_}","created":{created},"model":{_dumps(model)},"choices":'
         self._fingerprint = fingerprint
+        self._include_usage = include_usage
+        self._started = False
 
     def _end(self, finish: str | None, fingerprint: bool) -> str:
         if finish is None:
@@ -68,15 +77,32 @@ class _StreamWriter:
             + f'"usage":{_dumps(_usage(prompt, completion))},"system_fingerprint":"{self._fingerprint}"}}\n\n'
         ).encode()
 
+    def tail(self, prompt: int, completion: int, reasoning: int) -> bytes:
+        """The usage chunk (when asked for) and ``[DONE]``."""
+        return (self.usage(prompt, completion) if self._include_usage else b"") + DONE
+
 
 class ChatStreamWriter(_StreamWriter):
-    """Chunks of a streamed chat completion."""
+    """Chunks of a streamed chat completion; with ``tool`` (call id, name) the content is its arguments."""
 
-    def __init__(self, *, id_: str, created: int, model: str, reasoning_field: str, fingerprint: str) -> None:
+    def __init__(
+        self,
+        *,
+        id_: str,
+        created: int,
+        model: str,
+        reasoning_field: str,
+        fingerprint: str,
+        include_usage: bool = False,
+        tool: tuple[str, str] | None = None,
+    ) -> None:
         super().__init__(
-            id_=id_, object_="chat.completion.chunk", created=created, model=model, fingerprint=fingerprint
-        )
+            id_=id_, object_="chat.completion.chunk", created=created, model=model, fingerprint=fingerprint,
+            include_usage=include_usage,
+        )  # fmt: skip
         self._reasoning_keys = _reasoning_keys(reasoning_field)
+        self._tool = tool
+        self._tool_opened = False
 
     def role(self) -> bytes:
         """The first chunk, sent with the first token: role and empty content."""
@@ -99,6 +125,9 @@ class ChatStreamWriter(_StreamWriter):
                 delta[key] = reasoning
         if content is not None:
             delta["content"] = content
+        return self._chunk(delta, finish, fingerprint)
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None, fingerprint: bool) -> bytes:
         return (
             self._head
             + '[{"index":0,"delta":'
@@ -107,14 +136,52 @@ class ChatStreamWriter(_StreamWriter):
             + self._end(finish, fingerprint)
         ).encode()
 
+    def arguments(self, arguments: str, finish: str | None = None, fingerprint: bool = False) -> bytes:
+        """A piece of the tool call's arguments; the call's id, type and name come first, on their own."""
+        assert self._tool is not None
+        head = b""
+        if not self._tool_opened:
+            self._tool_opened = True
+            call_id, name = self._tool
+            opening = {
+                "id": call_id,
+                "type": "function",
+                "index": 0,
+                "function": {"name": name, "arguments": ""},
+            }
+            head = self._chunk({"tool_calls": [opening]}, None, False)
+        piece = {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}
+        return head + self._chunk(piece, finish, fingerprint)
+
+    def tokens(self, reasoning: str | None, content: str | None, finish: str | None) -> bytes:
+        on_tokens = finish if finish not in ("stop", "tool_calls") else None
+        stamp = finish is not None and not self._include_usage
+        parts = [] if self._started else [self.role()]
+        self._started = True
+        if reasoning is not None:
+            last = on_tokens if content is None else None
+            parts.append(self.delta(reasoning=reasoning, finish=last, fingerprint=stamp and last is not None))
+        if content is not None:
+            ends = stamp and on_tokens is not None
+            if self._tool is not None:
+                parts.append(self.arguments(content, on_tokens, ends))
+            else:
+                parts.append(self.delta(content=content, finish=on_tokens, fingerprint=ends))
+        if finish in ("stop", "tool_calls"):
+            parts.append(self.delta(content="", finish=finish, fingerprint=stamp))
+        return b"".join(parts)
+
 
 class CompletionStreamWriter(_StreamWriter):
     """Chunks of a streamed text completion (``/v1/completions``)."""
 
-    def __init__(self, *, id_: str, created: int, model: str, fingerprint: str) -> None:
+    def __init__(
+        self, *, id_: str, created: int, model: str, fingerprint: str, include_usage: bool = False
+    ) -> None:
         super().__init__(
-            id_=id_, object_="text_completion", created=created, model=model, fingerprint=fingerprint
-        )
+            id_=id_, object_="text_completion", created=created, model=model, fingerprint=fingerprint,
+            include_usage=include_usage,
+        )  # fmt: skip
 
     def text(self, text: str, finish: str | None = None, fingerprint: bool = False) -> bytes:
         body = '[{"index":0,"text":' + _dumps(text) + ',"logprobs":null,'
@@ -123,6 +190,12 @@ class CompletionStreamWriter(_StreamWriter):
                 self._head + body + '"finish_reason":null,"stop_reason":null,"token_ids":null}]}\n\n'
             ).encode()
         return (self._head + body + self._end(finish, fingerprint)).encode()
+
+    def tokens(self, reasoning: str | None, content: str | None, finish: str | None) -> bytes:
+        on_tokens = finish if finish != "stop" else None
+        stamp = finish is not None and not self._include_usage
+        text = self.text((reasoning or "") + (content or ""), on_tokens, stamp)
+        return text + self.text("", finish, stamp) if finish == "stop" else text
 
 
 def chat_body(
@@ -137,15 +210,22 @@ def chat_body(
     prompt_tokens: int,
     completion_tokens: int,
     fingerprint: str,
+    tool_call: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:
+    """A chat completion; with ``tool_call`` (id, name, arguments) the message calls that tool."""
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": content,
+        "content": content if tool_call is None else None,
         "refusal": None,
         "annotations": None,
         "audio": None,
         "function_call": None,
     }
+    if tool_call is not None:
+        call_id, name, arguments = tool_call
+        message["tool_calls"] = [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        ]
     for key in _reasoning_keys(reasoning_field):
         message[key] = reasoning
     return {
