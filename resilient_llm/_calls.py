@@ -30,7 +30,7 @@ from ._compat import add_request_id, construct_type, httpx_flavour
 from ._exceptions import APIResponseValidationError
 from ._http._base import RawResponse, describe_request
 from ._json import dumps
-from ._streaming import SilenceByteStream, stream_response
+from ._streaming import SilenceByteStream, resilient_stream_cls, stream_response
 
 if TYPE_CHECKING:
     from ._compat import FinalRequestOptions
@@ -101,7 +101,7 @@ class ModelResult:
     def __init__(self, client: Any, cast_to: type[Any], stream_cls: type[Any] | None) -> None:
         self.client = client
         self.cast_to = cast_to
-        self.stream_cls = stream_cls
+        self.stream_cls = resilient_stream_cls(stream_cls)
         self.strict: bool = client._strict_response_validation
 
     async def body(self, att: Attempt, raw: RawResponse, data: dict[str, Any]) -> Any:
@@ -157,7 +157,7 @@ class SdkResult:
         self.client = client
         self.cast_to = cast_to
         self.options = options
-        self.stream_cls = stream_cls
+        self.stream_cls = resilient_stream_cls(stream_cls)
         self.http_request = http_request  # openai's own, with its headers (raw-response markers)
 
     async def body(self, att: Attempt, raw: RawResponse, data: dict[str, Any]) -> Any:
@@ -205,7 +205,7 @@ class SdkPlan:
         self.cast_to = cast_to
         self.options = options
         self.stream = stream
-        self.stream_cls = stream_cls
+        self.stream_cls = resilient_stream_cls(stream_cls)
         url = options.url
         self.url = url if "://" in url else str(client.base_url).rstrip("/") + "/" + url.lstrip("/")
 

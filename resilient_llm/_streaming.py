@@ -1,7 +1,9 @@
-"""The body of a committed stream, as openai's own ``AsyncStream`` reads it.
+"""A committed stream: openai's own ``AsyncStream``, over a body that keeps the call's limits.
 
-``create(..., stream=True)`` returns openai's ``AsyncStream`` (its SSE decoder, its chunk types, its
-``close()``); the bytes it decodes come from :class:`SilenceByteStream`, an ``AsyncByteStream`` of
+``create(..., stream=True)`` returns :class:`ResilientStream`, an ``openai.AsyncStream`` (its SSE
+decoder, its chunk types, its ``close()``) that also closes the body when the stream fails and turns a
+malformed event into openai's ``APIResponseValidationError`` instead of a raw ``ValueError``. The bytes
+it decodes come from :class:`SilenceByteStream`, an ``AsyncByteStream`` of
 openai's httpx flavour. Each read waits at most ``silence`` seconds and never past the call's deadline;
 the orphan detector can cut it. Closing the stream, reading it to the end, a read that fails, or
 abandoning it (garbage collection) drops or releases the connection — the server sees the disconnect
@@ -11,15 +13,70 @@ is returned (its first event had arrived: the commit point).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import functools
+import typing
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Generic, TypeVar
 
 import anyio
+import openai
 
 from ._attempt import Attempt, DeadlineReached, OpenedStream
 from ._compat import httpx_flavour
-from ._exceptions import DeadlineExceeded
+from ._exceptions import APIResponseValidationError, DeadlineExceeded, OpenAIError
 from ._scope import deadline_scope
+
+_T = TypeVar("_T")
+
+
+class ResilientStream(openai.AsyncStream[_T], Generic[_T]):
+    """openai's ``AsyncStream``, closed whenever it fails, with typed errors for malformed events."""
+
+    def __stream__(self) -> AsyncIterator[_T]:  # type: ignore[override]
+        return _Guarded(self, super().__stream__())
+
+
+class _Guarded(Generic[_T]):
+    """An async iterator (not a generator: nothing is left for the garbage collector to finalize)."""
+
+    __slots__ = ("_inner", "_stream")
+
+    def __init__(self, stream: ResilientStream[_T], inner: AsyncIterator[_T]) -> None:
+        self._stream = stream
+        self._inner = inner
+
+    def __aiter__(self) -> _Guarded[_T]:
+        return self
+
+    async def __anext__(self) -> _T:
+        try:
+            return await self._inner.__anext__()
+        except (StopAsyncIteration, OpenAIError):
+            await self._close()
+            raise
+        except Exception as exc:  # openai's decoder on bytes that are not an event stream
+            await self._close()
+            raise APIResponseValidationError(
+                self._stream.response,
+                None,
+                message=f"Malformed event in the stream: {type(exc).__name__}: {str(exc)[:200]}",
+            ) from exc
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._stream.response.aclose()
+
+
+@functools.lru_cache(maxsize=64)
+def resilient_stream_cls(stream_cls: Any) -> Any:
+    """openai's ``AsyncStream[X]`` as :class:`ResilientStream` ``[X]``; any other class is kept."""
+    if typing.get_origin(stream_cls) is openai.AsyncStream:
+        (chunk,) = typing.get_args(stream_cls)
+        return ResilientStream[chunk]  # type: ignore[valid-type]
+    return stream_cls
 
 
 class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,name-defined]
@@ -117,4 +174,4 @@ def stream_response(opened: OpenedStream, byte_stream: SilenceByteStream, reques
 
 _BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
-__all__ = ["SilenceByteStream", "stream_response"]
+__all__ = ["ResilientStream", "SilenceByteStream", "resilient_stream_cls", "stream_response"]

@@ -18,6 +18,12 @@ def sse_chunks(name: str) -> list[dict[str, Any]]:
     return [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: {")]
 
 
+def completions_helpers(client: Any) -> Any:
+    """Where ``parse`` and ``stream`` live: ``chat.completions`` (newer openai) or ``beta.chat.completions``."""
+    chat = client.chat.completions
+    return chat if hasattr(chat, "parse") else client.beta.chat.completions
+
+
 def sse_bytes(chunks: list[dict[str, Any]], *, done: bool = True) -> bytes:
     """An event-stream body: one ``data:`` event per chunk, then ``[DONE]``."""
     body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)

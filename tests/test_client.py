@@ -23,6 +23,7 @@ from resilient_llm import (
     RateLimitError,
 )
 
+from ._fixtures import completions_helpers
 from .stubserver import completion_body, serve, silence, sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -470,7 +471,7 @@ async def test_parse_returns_the_pydantic_object() -> None:
 
     with serve(handler) as server:
         async with client(server) as c:
-            r = await c.chat.completions.parse(model="m", messages=MSG, response_format=Answer)
+            r = await completions_helpers(c).parse(model="m", messages=MSG, response_format=Answer)
     assert r.choices[0].message.parsed == Answer(grid=[[1]], instructions="flip")
 
 

@@ -30,6 +30,17 @@ class AsyncChatCompletions(_OpenAIChatCompletions):
             )
 
 
+    if not hasattr(_OpenAIChatCompletions, "parse"):  # openai < 1.92 kept these helpers in beta
+
+        def parse(self, *args: Any, **kwargs: Any) -> Any:
+            """``client.beta.chat.completions.parse`` (where older openai versions have it)."""
+            return self._client.beta.chat.completions.parse(*args, **kwargs)
+
+        def stream(self, *args: Any, **kwargs: Any) -> Any:
+            """``client.beta.chat.completions.stream`` (where older openai versions have it)."""
+            return self._client.beta.chat.completions.stream(*args, **kwargs)
+
+
 class AsyncChat(_OpenAIChat):
     """``openai.resources.chat.AsyncChat`` whose ``completions`` is :class:`AsyncChatCompletions`."""
 
