@@ -168,8 +168,10 @@ def _busy(fig: Any, cell: Any, runs: list[dict[str, Any]], report: dict[str, Any
         ax.axhline(capacity, color=IDEAL_COLOR, linestyle="--", linewidth=1)
         end = r["makespan_simulated_s"]
         ax.axvline(end, color=CUTOFF_COLOR if r["limit_hit"] else "black", linestyle=":", linewidth=2)
-        note = "stopped" if r["limit_hit"] else "done"
-        ax.text(end, capacity * 1.33, f"{note} ", ha="right", va="top", fontsize=13)
+        if r["limit_hit"]:  # at the right edge: the note goes left of the line
+            ax.text(end, capacity * 1.33, "stopped ", ha="right", va="top", fontsize=13)
+        else:
+            ax.text(end, capacity * 0.5, f" done at {end:.0f} s", ha="left", va="center", fontsize=13)
         ax.text(
             0.01,
             0.96,
