@@ -3,7 +3,7 @@
 One pass asks ``/health``, ``/version``, ``/v1/models`` and ``/metrics`` (each with a short timeout, so an
 unreachable or wedged server cannot hang the probe) and prints what it found; ``--watch`` repeats it in
 a live table until Ctrl-C. The exit status is meant for scripts and readiness checks (see ``EPILOG``).
-The table needs ``rich`` (the ``cli`` extra); it is imported only when a probe is printed.
+The table (:mod:`._probe_view`) needs ``rich``, the ``cli`` extra; it is imported only to print.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import httpx
 from resilient_llm._exceptions import ConfigError
 from resilient_llm._vllm._load import ServerLoad
 from resilient_llm._vllm._metrics import (
-    NO_ENGINE_LABEL,
     combine_engines,
     parse_metrics_by_engine,
     server_root_url,
@@ -31,7 +30,7 @@ from resilient_llm._vllm._metrics import (
 from ._extras import EXIT_MISSING_EXTRA, require
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import Console
 
 __all__ = ["ProbeReport", "add_parser", "check_extras", "probe", "run"]
 
@@ -233,58 +232,6 @@ def _load_json(load: ServerLoad) -> dict[str, Any]:
     return {"running": load.running, "waiting": load.waiting, "kv_cache_usage": load.kv_cache_usage}
 
 
-# --- rendering ---------------------------------------------------------------------------------------
-
-_STYLE = {"healthy": "bold green", "down": "bold red", "saturated": "bold yellow"}
-
-
-def render(report: ProbeReport, *, every: float | None = None) -> RenderableType:
-    """The report as rich renderables: a summary grid and, when there is load data, a table per engine.
-
-    ``every`` (the ``--watch`` interval) adds when the probe ran and how to stop.
-    """
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    verdict = Text(f"{report.status.upper()} (exit {report.exit_code})", style=_STYLE[report.status])
-    if report.reasons:
-        verdict.append(": " + "; ".join(report.reasons), style="")
-    head.add_row("server", report.url)
-    head.add_row("status", verdict)
-    head.add_row("health", "-" if report.health is None else str(report.health))
-    head.add_row("version", report.version or "-")
-    head.add_row("models", ", ".join(report.models) or "-")
-    for what, error in report.errors.items():
-        if error not in report.reasons:
-            head.add_row(f"{what} error", Text(error, style="red"))
-    head.add_row("probe took", f"{report.elapsed * 1000:.0f} ms")
-    if every is not None:
-        head.add_row(
-            "probed at",
-            f"{report.at:%Y-%m-%d %H:%M:%S}, again every {every:g} s (Ctrl-C to stop)",
-        )
-    if report.engines is None or report.total is None:
-        return head
-    table = Table(title="load (from /metrics)", title_justify="left")
-    table.add_column("engine")
-    table.add_column("running", justify="right")
-    table.add_column("waiting", justify="right")
-    table.add_column("KV cache", justify="right")
-    for engine, load in report.engines.items():
-        table.add_row(engine if engine != NO_ENGINE_LABEL else "-", *_load_cells(load))
-    table.add_row(Text(f"total ({report.total.engines})", style="bold"), *_load_cells(report.total))
-    return Group(head, table)
-
-
-def _load_cells(load: ServerLoad) -> tuple[str, str, str]:
-    kv = "-" if load.kv_cache_usage is None else f"{load.kv_cache_usage:.1%}"
-    return str(load.running), str(load.waiting), kv
-
-
 # --- command line ------------------------------------------------------------------------------------
 
 
@@ -349,6 +296,8 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
     from rich.console import Console
     from rich.live import Live
 
+    from ._probe_view import render
+
     out = console or Console()
     options = {"timeout": args.timeout, "max_waiting": args.max_waiting, "max_kv": args.max_kv}
     if args.watch is None:
@@ -376,6 +325,8 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
 
 
 def _emit(out: Console, report: ProbeReport, *, as_json: bool) -> None:
+    from ._probe_view import render
+
     if as_json:
         out.print(json.dumps(report.as_json()), markup=False, highlight=False, soft_wrap=True)
     else:

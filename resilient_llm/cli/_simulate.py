@@ -247,14 +247,29 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     return SimulatorConfig(**options)
 
 
+class _FaultsAndLevel(logging.Filter):
+    """With ``--log-requests``: the simulator's records at the chosen level, plus its DEBUG line per
+    attempt that drew a fault (``attempt 7: fault ghost``)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level or str(record.msg).startswith("attempt ")
+
+
 def startup_line(config: SimulatorConfig, base_url: str) -> str:
-    """The one line ``simulate`` prints once it is listening."""
-    faults = ",".join(f"{kind}={p:g}" for kind, p in config.faults.items()) or "none"
-    return (
-        f"Simulated vLLM serving {config.model!r} at {base_url}: capacity {config.capacity}"
-        f"{f' x {config.engines} engines' if config.engines > 1 else ''}, time scale {config.time_scale:g}, "
-        f"faults {faults} (Ctrl-C to stop)"
+    """The one line ``simulate`` prints once it is listening: where, how to stop, what differs."""
+    parts = [] if config.model == _DEFAULTS.model else [f"model {config.model}"]
+    parts.append(
+        f"capacity {config.capacity}" + (f" x {config.engines} engines" if config.engines > 1 else "")
     )
+    if config.time_scale != 1:
+        parts.append(f"time scale {config.time_scale:g}")
+    faults = ",".join(f"{kind}={p:g}" for kind, p in config.faults.items())
+    parts.append(f"faults {faults}" if faults else "no faults")
+    return f"Simulated vLLM at {base_url} (Ctrl-C to stop): {', '.join(parts)}"
 
 
 async def _serve(config: SimulatorConfig) -> None:
@@ -280,10 +295,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"resilient-llm simulate: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
     if args.log_requests:
         REQUEST_LOGGER.setLevel(logging.INFO)
-        logging.getLogger("resilient_llm.testing").setLevel(logging.DEBUG)  # the fault drawn per attempt
+        simulator_log = logging.getLogger("resilient_llm.testing")
+        simulator_log.setLevel(logging.DEBUG)
+        simulator_log.addFilter(_FaultsAndLevel(logging.getLevelName(args.log_level)))
     try:
         asyncio.run(_serve(config))
     except OSError as exc:
