@@ -21,7 +21,9 @@ ladder stays: it is the pipeline's decision, not a transport failure.
 
 Without ``--base-url`` or ``LOCAL_VLLM_URL``, the script serves the library's simulated vLLM on a
 free loopback port, 500 times faster than real time, and asks it for answers of chosen lengths so
-that each rung of the ladder is used.
+that each rung of the ladder is used. The last call asks for an answer longer than the last rung *on
+purpose*: the ladder must give up with ``StructureError`` instead of looping. The script says so, marks
+that call ``EXPECTED FAILURE``, and exits 0 only when exactly the intended calls failed (1 otherwise).
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from openai import OpenAIError
 from openai.types.chat import ChatCompletionMessage
 from pydantic import BaseModel, ValidationError
 
-from resilient_llm import AsyncOpenAI, OpenAIError
+from resilient_llm import AsyncOpenAI
 from resilient_llm.testing import SimulatorConfig, VLLMSimulator
 
 MODEL = "openai/gpt-oss-20b"
@@ -103,7 +106,8 @@ class StructureError(ValueError):
 
 def answer_text(message: ChatCompletionMessage) -> str:
     """The answer: ``content``, or vLLM's ``reasoning_content`` when the model left ``content`` empty."""
-    return message.content or message.reasoning_content or ""
+    reasoning: str | None = getattr(message, "reasoning_content", None)  # vLLM's extra field
+    return message.content or reasoning or ""
 
 
 async def get_next_structure(
@@ -152,7 +156,7 @@ SIMULATED_CALLS: list[tuple[type[BaseModel], int]] = [
     (RevisedInstructions, 9000),  # cut at 8000, done at 12000
     (Instructions, 13000),  # 8000, 12000, then 16000
     (Grid, 18000),  # every rung up to 20000
-    (RevisedInstructions, 25000),  # longer than the last rung: the ladder gives up
+    (RevisedInstructions, 25000),  # longer than the last rung: the ladder gives up, on purpose
 ]
 
 
@@ -188,20 +192,36 @@ def describe(result: BaseModel) -> str:
 
 async def run(simulated: bool) -> int:
     calls = [(structure, tokens if simulated else None) for structure, tokens in SIMULATED_CALLS]
+    meant_to_fail = {i for i, (_, n) in enumerate(calls) if n is not None and n > MAX_TOKENS_LADDER[-1]}
+    for i in sorted(meant_to_fail):
+        print(
+            f"call {i} asks for a {calls[i][1]}-token answer, longer than the last rung "
+            f"({MAX_TOKENS_LADDER[-1]}): it is meant to fail with StructureError"
+        )
     async with local_vllm_client:
         reports = await asyncio.gather(*(one_call(i, s, n) for i, (s, n) in enumerate(calls)))
         stats = local_vllm_client.stats()
     for i, r in enumerate(reports):
         ladder = " -> ".join(map(str, r.rungs))
-        outcome = describe(r.result) if r.result is not None else f"FAILED {r.error}"
+        if r.result is not None:
+            outcome = describe(r.result)
+        else:
+            outcome = f"{'EXPECTED FAILURE' if i in meant_to_fail else 'FAILED'} {r.error}"
         print(f"call {i} {r.structure:<19} max_tokens {ladder:<34} {r.seconds:5.2f}s  {outcome}")
     print(
         f"client: {stats.calls} calls, {stats.calls_ok} answered, {stats.retries} retried, "
         f"{stats.calls_failed} failed; breaker {stats.breaker_state}"
     )
-    expected_failures = sum(1 for _, n in calls if n is not None and n > MAX_TOKENS_LADDER[-1])
-    failures = sum(1 for r in reports if r.result is None)
-    return 0 if failures == expected_failures else 1
+    failed = {i for i, r in enumerate(reports) if r.result is None}
+    parsed = len(reports) - len(failed)
+    if failed == meant_to_fail:
+        print(f"OK: {parsed} of {len(reports)} structures parsed; {len(failed)} failed as intended")
+        return 0
+    print(
+        f"UNEXPECTED: {parsed} of {len(reports)} structures parsed; failed {sorted(failed)}, "
+        f"meant to fail {sorted(meant_to_fail)}"
+    )
+    return 1
 
 
 async def main() -> int:

@@ -32,7 +32,7 @@ _T = TypeVar("_T")
 class ResilientStream(openai.AsyncStream[_T], Generic[_T]):
     """openai's ``AsyncStream``, closed whenever it fails, with typed errors for malformed events."""
 
-    def __stream__(self) -> AsyncIterator[_T]:  # type: ignore[override]
+    def __stream__(self) -> AsyncIterator[_T]:
         return _Guarded(self, super().__stream__())
 
 
@@ -70,13 +70,16 @@ class _Guarded(Generic[_T]):
             await self._stream.response.aclose()
 
 
-@functools.lru_cache(maxsize=64)
 def resilient_stream_cls(stream_cls: Any) -> Any:
     """openai's ``AsyncStream[X]`` as :class:`ResilientStream` ``[X]``; any other class is kept."""
     if typing.get_origin(stream_cls) is openai.AsyncStream:
-        (chunk,) = typing.get_args(stream_cls)
-        return ResilientStream[chunk]  # type: ignore[valid-type]
+        return _resilient_stream_of(typing.get_args(stream_cls)[0])
     return stream_cls
+
+
+@functools.lru_cache(maxsize=64)
+def _resilient_stream_of(chunk: Any) -> Any:
+    return ResilientStream[chunk]
 
 
 class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,name-defined]

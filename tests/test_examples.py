@@ -92,11 +92,21 @@ def test_arc_structured_climbs_the_max_tokens_ladder() -> None:
     outcomes = {int(i): outcome for i, _, _, outcome in calls}
     assert outcomes[1] == "grid=[[0, 1, 2], [2, 1, 0], [1, 1, 1]]"
     assert outcomes[4] == "grid=[[0, 1, 2], [2, 1, 0], [1, 1, 1]]"
-    assert outcomes[5].startswith(
-        "FAILED StructureError: RevisedInstructions: the answer reached max_tokens=20000"
+    # The last call fails on purpose, and the output says so before and after.
+    assert (
+        "call 5 asks for a 25000-token answer, longer than the last rung (20000): it is meant to fail" in out
     )
-    assert all(not outcomes[i].startswith("FAILED") for i in range(5))
+    assert outcomes[5].startswith(
+        "EXPECTED FAILURE StructureError: RevisedInstructions: the answer reached max_tokens=20000"
+    )
+    assert all("FAILED" not in outcomes[i] for i in range(5))
     assert "client: 15 calls, 15 answered, 0 retried, 0 failed; breaker closed" in out
+    assert out.rstrip().endswith("OK: 5 of 6 structures parsed; 1 failed as intended")
+
+
+def test_every_example_has_a_test() -> None:
+    tested = {"quickstart.py", "stats_and_metrics.py", "arc_structured.py"}
+    assert {path.name for path in EXAMPLES.glob("*.py")} == tested, "run the new example in a test here"
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 20)
@@ -111,6 +121,7 @@ def test_arc_structured_uses_the_server_it_is_given(how: str) -> None:
     out = result.stdout
     assert result.returncode == 0, output_of(result)
     assert "serving a simulated vLLM" not in out
+    assert "meant to fail" not in out and "FAILED" not in out  # nothing fails on purpose here
     # Answers of 300 tokens: every call is done at the first rung, and every call reached this server.
     assert len(re.findall(r"^call \d \w+\s+max_tokens 8000\s", out, re.M)) == 6, out
     assert received == 6

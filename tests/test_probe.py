@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -322,6 +323,10 @@ def test_cli_watch_json_until_ctrl_c(
     lines = out.splitlines()
     assert len(lines) == 3
     assert all(json.loads(line)["status"] == "saturated" for line in lines)
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", json.loads(line)["time"])
+        for line in lines
+    )
     assert code == 2
 
 
@@ -336,6 +341,10 @@ def test_cli_watch_live_until_ctrl_c(
     assert code == 0
     assert "HEALTHY" in out
     assert "Traceback" not in out
+    # When it probed, and how to stop.
+    assert re.search(r"probed at +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d, again every 2 s \(Ctrl-C to stop\)", out), (
+        out
+    )
 
 
 @pytest.mark.timeout(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -82,31 +83,69 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.timeout(30)
-def test_serves_until_sigterm() -> None:
+def start(*argv: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     code = "import sys; from resilient_llm.cli import main; sys.exit(main(sys.argv[1:]))"
     process = subprocess.Popen(
-        [sys.executable, "-c", code, "simulate", "--port", str(port), "--instant", "--log-level", "WARNING"],
+        [sys.executable, "-c", code, "simulate", "--port", str(port), "--instant", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    return process, port
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
     try:
-        assert process.stdout is not None
-        banner = process.stdout.readline()  # printed once the socket is bound
-        assert f"http://127.0.0.1:{port}/v1" in banner
-        response = httpx.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
-            json={"messages": [{"role": "user", "content": "hi"}]},
-        )
-        assert response.json()["usage"]["completion_tokens"] == _simulate.INSTANT_OUTPUT_TOKENS
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=10)
+        return process.communicate(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+@pytest.mark.timeout(30)
+def test_serves_until_sigterm_with_one_startup_line() -> None:
+    process, port = start("--faults", "ghost=0.01")
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()  # printed once the socket is bound
+        assert banner == (
+            f"Simulated vLLM at http://127.0.0.1:{port}/v1 (Ctrl-C to stop): capacity 16, faults ghost=0.01\n"
+        )
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}], "simulator": {"fault": "none"}},
+        )
+        assert response.json()["usage"]["completion_tokens"] == _simulate.INSTANT_OUTPUT_TOKENS
+    finally:
+        out, err = stop(process)
     assert process.returncode == 0, err
     assert "Stopped. requests=1 completed=1" in out
+    assert "serving" not in err  # the start-up line is printed once, not logged again
+    assert "POST" not in err  # no request log unless asked
+
+
+@pytest.mark.timeout(30)
+def test_log_requests_logs_each_request_and_its_fault() -> None:
+    process, port = start("--log-requests", "--log-level", "WARNING")
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body).status_code == 200
+        faulty = {**body, "simulator": {"fault": "503"}}
+        assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=faulty).status_code == 503
+        assert httpx.get(f"http://127.0.0.1:{port}/nowhere").status_code == 404
+    finally:
+        _, err = stop(process)
+    lines = err.splitlines()
+    requests = [line for line in lines if re.match(r"\d\d:\d\d:\d\d INFO 127\.0\.0\.1:\d+ ", line)]
+    assert len(requests) == 3, err
+    assert " POST /v1/chat/completions 200 " in requests[0]
+    assert " POST /v1/chat/completions 503 " in requests[1]
+    assert " GET /nowhere 404 " in requests[2]
+    assert any("fault 503" in line for line in lines), err
+    assert "serving" not in err  # still one start-up line, on stdout

@@ -3,6 +3,7 @@
 One pass asks ``/health``, ``/version``, ``/v1/models`` and ``/metrics`` (each with a short timeout, so an
 unreachable or wedged server cannot hang the probe) and prints what it found; ``--watch`` repeats it in
 a live table until Ctrl-C. The exit status is meant for scripts and readiness checks (see ``EPILOG``).
+The table (:mod:`._probe_view`) needs ``rich``, the ``cli`` extra; it is imported only to print.
 """
 
 from __future__ import annotations
@@ -13,24 +14,25 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from resilient_llm._exceptions import ConfigError
 from resilient_llm._vllm._load import ServerLoad
 from resilient_llm._vllm._metrics import (
-    NO_ENGINE_LABEL,
     combine_engines,
     parse_metrics_by_engine,
     server_root_url,
 )
 
-__all__ = ["ProbeReport", "add_parser", "probe", "run"]
+from ._extras import EXIT_MISSING_EXTRA, require
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["ProbeReport", "add_parser", "check_extras", "probe", "run"]
 
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_WATCH_INTERVAL = 2.0
@@ -46,6 +48,7 @@ exit status:
   {EXIT_DOWN}  down: connection refused or timed out, or /health did not answer 200
   {EXIT_SATURATED}  saturated: healthy, but waiting >= --max-waiting or KV cache usage >= --max-kv
      (summed over engines; KV is the mean over engines). Usage errors also exit 2, before any probe.
+  {EXIT_MISSING_EXTRA}  rich is not installed: pip install "resilient-llm[cli]"
 With --watch the status is that of the last probe before Ctrl-C.
 
 examples:
@@ -74,6 +77,8 @@ class ProbeReport:
     total: ServerLoad | None = None
     errors: Mapping[str, str] = field(default_factory=dict)
     elapsed: float = 0.0
+    #: Local wall-clock time the probe started.
+    at: datetime = field(default_factory=lambda: datetime.now().astimezone())
 
     @property
     def exit_code(self) -> int:
@@ -96,6 +101,7 @@ class ProbeReport:
             else {**_load_json(self.total), "engines": self.total.engines},
             "errors": dict(self.errors),
             "elapsed": round(self.elapsed, 4),
+            "time": self.at.isoformat(timespec="seconds"),
         }
 
 
@@ -113,6 +119,7 @@ def probe(
     ``timeout`` seconds for connect, read, write and pool each.
     """
     root = server_root_url(base_url)
+    at = datetime.now().astimezone()
     started = time.perf_counter()
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
@@ -126,6 +133,7 @@ def probe(
                 reasons=(errors["health"],),
                 errors=errors,
                 elapsed=_since(started),
+                at=at,
             )
         version = _version(_get(http, f"{root}/version", "version", errors), errors)
         models = _models(_get(http, f"{root}/v1/models", "models", errors), errors)
@@ -167,6 +175,7 @@ def probe(
         total=total,
         errors=errors,
         elapsed=_since(started),
+        at=at,
     )
 
 
@@ -223,46 +232,6 @@ def _load_json(load: ServerLoad) -> dict[str, Any]:
     return {"running": load.running, "waiting": load.waiting, "kv_cache_usage": load.kv_cache_usage}
 
 
-# --- rendering ---------------------------------------------------------------------------------------
-
-_STYLE = {"healthy": "bold green", "down": "bold red", "saturated": "bold yellow"}
-
-
-def render(report: ProbeReport) -> RenderableType:
-    """The report as rich renderables: a summary grid and, when there is load data, a table per engine."""
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    verdict = Text(f"{report.status.upper()} (exit {report.exit_code})", style=_STYLE[report.status])
-    if report.reasons:
-        verdict.append(": " + "; ".join(report.reasons), style="")
-    head.add_row("server", report.url)
-    head.add_row("status", verdict)
-    head.add_row("health", "-" if report.health is None else str(report.health))
-    head.add_row("version", report.version or "-")
-    head.add_row("models", ", ".join(report.models) or "-")
-    for what, error in report.errors.items():
-        if error not in report.reasons:
-            head.add_row(f"{what} error", Text(error, style="red"))
-    head.add_row("probe took", f"{report.elapsed * 1000:.0f} ms")
-    if report.engines is None or report.total is None:
-        return head
-    table = Table(title="load (from /metrics)", title_justify="left")
-    table.add_column("engine")
-    table.add_column("running", justify="right")
-    table.add_column("waiting", justify="right")
-    table.add_column("KV cache", justify="right")
-    for engine, load in report.engines.items():
-        table.add_row(engine if engine != NO_ENGINE_LABEL else "-", *_load_cells(load))
-    table.add_row(Text(f"total ({report.total.engines})", style="bold"), *_load_cells(report.total))
-    return Group(head, table)
-
-
-def _load_cells(load: ServerLoad) -> tuple[str, str, str]:
-    kv = "-" if load.kv_cache_usage is None else f"{load.kv_cache_usage:.1%}"
-    return str(load.running), str(load.waiting), kv
-
-
 # --- command line ------------------------------------------------------------------------------------
 
 
@@ -292,7 +261,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--timeout",
         type=_positive("--timeout"),
         default=DEFAULT_TIMEOUT,
-        metavar="S",
+        metavar="SECONDS",
         help=f"seconds for each connect and each read (default {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument(
@@ -310,13 +279,25 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help=f"saturated when KV cache usage reaches F, 0 < F <= 1 (default {DEFAULT_MAX_KV:g})",
     )
     parser.add_argument(
-        "--json", action="store_true", help="print JSON (one object per probe, one line each with --watch)"
+        "--json",
+        action="store_true",
+        help="print JSON instead of the table: one object per probe, one line each with --watch (default off)",
     )
     return parser
 
 
+def check_extras(args: argparse.Namespace) -> None:
+    """The table needs ``rich``, from the ``cli`` extra."""
+    require("probe", "cli", "rich")
+
+
 def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
     """Run ``probe`` with parsed ``args``; the exit status as documented in ``EPILOG``."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from ._probe_view import render
+
     out = console or Console()
     options = {"timeout": args.timeout, "max_waiting": args.max_waiting, "max_kv": args.max_kv}
     if args.watch is None:
@@ -336,7 +317,7 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
             while True:
                 report = probe(args.url, **options)
                 code = report.exit_code
-                live.update(render(report), refresh=True)
+                live.update(render(report, every=args.watch), refresh=True)
                 _sleep(args.watch)
     except KeyboardInterrupt:
         pass
@@ -344,6 +325,8 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
 
 
 def _emit(out: Console, report: ProbeReport, *, as_json: bool) -> None:
+    from ._probe_view import render
+
     if as_json:
         out.print(json.dumps(report.as_json()), markup=False, highlight=False, soft_wrap=True)
     else:

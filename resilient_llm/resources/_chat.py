@@ -29,7 +29,6 @@ class AsyncChatCompletions(_OpenAIChatCompletions):
                 "/chat/completions", params, ChatCompletion, AsyncStream[ChatCompletionChunk]
             )
 
-
     if not hasattr(_OpenAIChatCompletions, "parse"):  # openai < 1.92 kept these helpers in beta
 
         def parse(self, *args: Any, **kwargs: Any) -> Any:

@@ -95,6 +95,8 @@ class SimulatorConfig:
     Faults: ``faults`` maps a fault kind to its probability per attempt (request kinds) or per
     scrape (``metrics_*``); ``fault_script`` assigns faults to the first attempts in arrival order
     (``None`` or ``"none"`` for a clean attempt). A request's own ``simulator.fault`` wins over both.
+
+    ``log_requests`` logs one line per HTTP request to the ``resilient_llm.testing.requests`` logger.
     """
 
     model: str = "openai/gpt-oss-20b"
@@ -126,6 +128,7 @@ class SimulatorConfig:
     embedding_dim: int = 64
     server_version: str = "0.32.0"
     on_sample: Callable[[QueueSample], None] | None = field(default=None, compare=False)
+    log_requests: bool = False
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "model", self.model, "must be a non-empty string")

@@ -24,6 +24,7 @@ from aiohttp.typedefs import Handler
 from resilient_llm.testing._config import SimulatorConfig
 from resilient_llm.testing._core import MetricsMode, SimulatorCore
 from resilient_llm.testing._handlers import GenerationHandlers, stamp_request_id
+from resilient_llm.testing._request_log import log_requests
 from resilient_llm.testing._stats import QueueSample, SimulatorStats
 from resilient_llm.testing._wire import dumps, models_body
 
@@ -80,7 +81,8 @@ class VLLMSimulator:
             raise RuntimeError("the simulator is already started")
         core = SimulatorCore(self._config, asyncio.get_running_loop(), on_restart=self._restart_soon)
         generation = GenerationHandlers(core)
-        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_json_http_errors])
+        middlewares = [log_requests, _json_http_errors] if self._config.log_requests else [_json_http_errors]
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=middlewares)
         app.router.add_post("/v1/chat/completions", generation.chat)
         app.router.add_post("/v1/completions", generation.completions)
         app.router.add_post("/v1/embeddings", generation.embeddings)
@@ -101,7 +103,7 @@ class VLLMSimulator:
         except BaseException:
             await self.close()
             raise
-        logger.info("simulated vLLM serving %s on %s", self._config.model, self.base_url)
+        logger.debug("simulated vLLM serving %s on %s", self._config.model, self.base_url)
 
     async def close(self) -> None:
         """Stop serving: open connections are dropped, held requests end."""

@@ -1,0 +1,62 @@
+"""How ``resilient-llm probe`` shows a :class:`~resilient_llm.cli._probe.ProbeReport`: rich renderables.
+
+The only module of ``probe`` that imports ``rich`` (the ``cli`` extra), and only when a probe is printed.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._vllm._metrics import NO_ENGINE_LABEL
+
+from ._probe import ProbeReport
+
+__all__ = ["render"]
+
+_STYLE = {"healthy": "bold green", "down": "bold red", "saturated": "bold yellow"}
+
+
+def render(report: ProbeReport, *, every: float | None = None) -> RenderableType:
+    """The report as rich renderables: a summary grid and, when there is load data, a table per engine.
+
+    ``every`` (the ``--watch`` interval) adds when the probe ran and how to stop.
+    """
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    verdict = Text(f"{report.status.upper()} (exit {report.exit_code})", style=_STYLE[report.status])
+    if report.reasons:
+        verdict.append(": " + "; ".join(report.reasons), style="")
+    head.add_row("server", report.url)
+    head.add_row("status", verdict)
+    head.add_row("health", "-" if report.health is None else str(report.health))
+    head.add_row("version", report.version or "-")
+    head.add_row("models", ", ".join(report.models) or "-")
+    for what, error in report.errors.items():
+        if error not in report.reasons:
+            head.add_row(f"{what} error", Text(error, style="red"))
+    head.add_row("probe took", f"{report.elapsed * 1000:.0f} ms")
+    if every is not None:
+        head.add_row(
+            "probed at",
+            f"{report.at:%Y-%m-%d %H:%M:%S}, again every {every:g} s (Ctrl-C to stop)",
+        )
+    if report.engines is None or report.total is None:
+        return head
+    table = Table(title="load (from /metrics)", title_justify="left")
+    table.add_column("engine")
+    table.add_column("running", justify="right")
+    table.add_column("waiting", justify="right")
+    table.add_column("KV cache", justify="right")
+    for engine, load in report.engines.items():
+        table.add_row(engine if engine != NO_ENGINE_LABEL else "-", *_load_cells(load))
+    table.add_row(Text(f"total ({report.total.engines})", style="bold"), *_load_cells(report.total))
+    return Group(head, table)
+
+
+def _load_cells(load: ServerLoad) -> tuple[str, str, str]:
+    kv = "-" if load.kv_cache_usage is None else f"{load.kv_cache_usage:.1%}"
+    return str(load.running), str(load.waiting), kv
