@@ -186,8 +186,11 @@ class HostileServer:
 
     @property
     def base_url(self) -> str:
+        return self.url("/v1")
+
+    def url(self, path: str, *, userinfo: str = "") -> str:
         scheme = "https" if self.ssl_context else "http"
-        return f"{scheme}://127.0.0.1:{self.port}/v1"
+        return f"{scheme}://{userinfo}127.0.0.1:{self.port}{path}"
 
     async def _serve_one(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         request = await _read_request(r)
@@ -222,6 +225,7 @@ class HostileServer:
                 await asyncio.Event().wait()
 
         def main() -> None:
+            asyncio.set_event_loop(loop)
             task = loop.create_task(serve())
             with contextlib.suppress(asyncio.CancelledError):
                 loop.run_until_complete(task)

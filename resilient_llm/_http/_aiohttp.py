@@ -61,11 +61,12 @@ class AiohttpResponse:
         raise error from cause
 
     async def read(self) -> bytes:
+        """The whole body; the connection goes back to the pool if it was read to its end, else it
+        is dropped (a cut error body, a limit, an error)."""
         try:
             return await self._body.read()
-        except Exception:
-            self._resp.close()
-            raise
+        finally:
+            await self.release()
 
     async def read_some(self) -> bytes:
         try:

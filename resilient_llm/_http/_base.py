@@ -47,11 +47,12 @@ def describe_response(
 def prepare(url: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     """What is sent: ``user:password@`` moved from the URL to ``Authorization: Basic`` (replacing a
     ``Bearer`` key, as httpx and openai-python do), ``Accept-Encoding`` set to what we decode, and
-    header values checked (a control character raises ``ConfigError`` without the value)."""
+    header values checked (surrounding whitespace stripped; a control character inside raises
+    ``ConfigError`` without the value)."""
     url, basic = split_credentials(url)
     sent = {k.lower(): v for k, v in headers.items()}
     if _BAD_VALUE.search("".join(sent.values())):
-        check_headers(sent, name="headers")  # names the bad header, never the value
+        sent = check_headers(sent, name="headers")  # strips, or names the bad header (never the value)
     if basic is not None:
         sent["authorization"] = basic
     sent["accept-encoding"] = ACCEPT_ENCODING
