@@ -23,7 +23,10 @@ import httpx
 import openai
 import pytest
 import trustme
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import resilient_llm
 from resilient_llm import AsyncOpenAI, Backoff
 from resilient_llm._errors_io import (
     BodyTooLarge,
@@ -38,8 +41,8 @@ from resilient_llm._http._aiohttp import AiohttpTransport
 from resilient_llm._http._httpx import HttpxTransport
 
 from .hostile_server import (
-    MiB,
     HostileServer,
+    MiB,
     endless_identity,
     fixed,
     gzip_bomb,
@@ -59,6 +62,8 @@ CHAT = "/v1/chat/completions"
 HEALTHY = "/healthy/chat/completions"
 OVERSHOOT = 0.3
 QUICK = Backoff(base=0.01, cap=0.01)
+#: what a call may raise: openai's classes (and, until issue 5 lands, the library's own tree)
+TYPED = (openai.APIError, resilient_llm.APIError)
 TRANSPORTS = [("asyncio", AiohttpTransport), ("asyncio", HttpxTransport), ("trio", HttpxTransport)]
 
 
@@ -326,13 +331,12 @@ async def test_url_credentials_are_sent_as_basic_auth_and_never_shown(
     with hostile(routes) as server:
         base_url = server.url("/v1", userinfo=f"alice:{PASSWORD}@")
         async with client(base_url, stall_timeout=None) as c:
-            with pytest.raises(Exception) as info:
+            with pytest.raises(resilient_llm.AuthenticationError) as info:
                 await c.chat.completions.create(model="m", messages=MSG)
     seen = server.requests[0]
     import base64
 
     assert seen.headers["authorization"] == "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
-    assert type(info.value).__name__ == "AuthenticationError"
     no_secret_anywhere(info.value, KEY, PASSWORD)
     assert_no_secret_logged(logs, KEY, PASSWORD)
 
@@ -344,7 +348,7 @@ async def test_errors_about_an_unreachable_server_carry_no_credential(
         port = server.port
     base_url = f"http://alice:{PASSWORD}@127.0.0.1:{port}/v1"  # nothing listens there any more
     async with client(base_url, stall_timeout=None, deadline=1) as c:
-        with pytest.raises(Exception) as info:
+        with pytest.raises(resilient_llm.APIConnectionError) as info:
             await c.chat.completions.create(model="m", messages=MSG)
     no_secret_anywhere(info.value, KEY, PASSWORD)
 
@@ -454,7 +458,8 @@ async def test_an_invalid_utf8_event_name_is_typed(anyio_backend: str) -> None:
 RSS_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, resource, sys
-    from resilient_llm import AsyncOpenAI, Backoff
+    import resilient_llm
+from resilient_llm import AsyncOpenAI, Backoff
     from resilient_llm._errors_io import BodyTooLarge
     from tests.hostile_server import MiB, fixed, gzip_bomb, gzip_member, hostile
 
@@ -511,11 +516,8 @@ async def test_broken_answers_give_typed_errors_and_free_the_slot(
     with hostile({CHAT: fixed(200, body, {"content-type": content_type})}) as server:
         async with client(server.base_url, max_concurrency=1) as c:
             for _ in range(2):
-                with pytest.raises(Exception) as info:
+                with pytest.raises(TYPED):
                     await c.chat.completions.create(model="m", messages=MSG)
-                assert isinstance(info.value, openai.APIError) or type(info.value).__module__.startswith(
-                    "resilient_llm"
-                ), repr(info.value)
             assert c.stats().in_flight == 0
 
 
@@ -542,3 +544,70 @@ def test_hostile_server_fixture_cuts_long_behaviours() -> None:
         with pytest.raises(httpx.RemoteProtocolError):
             httpx.get(server.url("/x"), timeout=5)
     assert time.perf_counter() - started < 2
+
+
+# --- property: arbitrary answers give typed errors only, and the slot comes back -------------------
+
+
+class Answer:
+    """The body the property test's server sends next (one server for every example)."""
+
+    body = b""
+    headers: dict[str, str] = {}  # noqa: RUF012 - replaced whole, never mutated
+
+
+async def scripted(request: Any, w: Any) -> None:
+    from .hostile_server import head
+
+    w.write(head(200, {**Answer.headers, "content-length": str(len(Answer.body))}) + Answer.body)
+    await w.drain()
+
+
+@pytest.fixture(scope="module")
+def scripted_server() -> Iterator[HostileServer]:
+    with hostile({CHAT: scripted}) as server:
+        yield server
+
+
+SSE_PIECES = st.lists(
+    st.one_of(
+        st.binary(max_size=30),
+        st.sampled_from(
+            [b"data: ", b"event: ", b"event: error\n", b"\n\n", b"\r\n", b"{}", b"[DONE]", b'{"choices": []}']
+        ),
+    ),
+    max_size=20,
+).map(b"".join)
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=SSE_PIECES,
+    content_type=st.sampled_from(["text/event-stream", "application/json"]),
+    gzipped=st.booleans(),
+    stream=st.booleans(),
+)
+def test_arbitrary_answers_raise_only_typed_errors_and_free_the_slot(
+    scripted_server: HostileServer, body: bytes, content_type: str, gzipped: bool, stream: bool
+) -> None:
+    import gzip
+
+    Answer.body = gzip.compress(body) if gzipped else body
+    Answer.headers = {"content-type": content_type, **({"content-encoding": "gzip"} if gzipped else {})}
+
+    async def main() -> int:
+        async with client(scripted_server.base_url, max_concurrency=1, deadline=5) as c:
+            try:
+                if stream:
+                    async with await c.chat.completions.create(model="m", messages=MSG, stream=True) as s:
+                        async for _ in s:
+                            pass
+                else:
+                    await c.chat.completions.create(model="m", messages=MSG)
+            except TYPED:
+                pass
+            in_flight: int = c.stats().in_flight
+            return in_flight
+
+    assert anyio.run(main) == 0

@@ -101,3 +101,17 @@ def test_basic_credentials_are_secrets_too() -> None:
     _, auth = split_credentials("http://alice:hunter2@host/")
     assert auth is not None
     assert "hunter2" in secret_values({"Authorization": auth})
+
+
+def test_probe_reports_show_the_url_masked() -> None:
+    import httpx
+
+    from resilient_llm.cli._probe import probe
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        report = probe("http://alice:hunter2@127.0.0.1:8000/v1", client=http)
+    assert report.url == "http://***@127.0.0.1:8000/v1"
+    assert "hunter2" not in repr(report) and "hunter2" not in str(report.as_json())

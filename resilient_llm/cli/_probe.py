@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from resilient_llm._exceptions import ConfigError
+from resilient_llm._secrets import mask_url
 from resilient_llm._vllm._load import ServerLoad
 from resilient_llm._vllm._metrics import (
     NO_ENGINE_LABEL,
@@ -121,7 +122,7 @@ def probe(
         health = _get(http, f"{root}/health", "health", errors)
         if health is None:
             return ProbeReport(
-                url=base_url,
+                url=mask_url(base_url),
                 status="down",
                 reasons=(errors["health"],),
                 errors=errors,
@@ -157,7 +158,7 @@ def probe(
         if reasons:
             status = "saturated"
     return ProbeReport(
-        url=base_url,
+        url=mask_url(base_url),
         status=status,
         reasons=tuple(reasons),
         health=health.status_code,
