@@ -611,3 +611,22 @@ def test_arbitrary_answers_raise_only_typed_errors_and_free_the_slot(
             return in_flight
 
     assert anyio.run(main) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="repr(client) and the engine's 'retrying' log line are the client's (lead): call mask_url",
+)
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_client_repr_and_retry_logs_mask_url_credentials(
+    anyio_backend: str, logs: pytest.LogCaptureFixture
+) -> None:
+    with hostile({CHAT: fixed(503, b"{}")}) as server:
+        base_url = server.url("/v1", userinfo=f"alice:{PASSWORD}@")
+        async with client(base_url, max_retries=1, backoff=QUICK, stall_timeout=None) as c:
+            with pytest.raises(resilient_llm.InternalServerError) as info:
+                await c.chat.completions.create(model="m", messages=MSG)
+            shown = repr(c)
+    no_secret_anywhere(info.value, KEY, PASSWORD)
+    assert PASSWORD not in shown
+    assert_no_secret_logged(logs, KEY, PASSWORD)
