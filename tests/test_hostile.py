@@ -458,8 +458,7 @@ async def test_an_invalid_utf8_event_name_is_typed(anyio_backend: str) -> None:
 RSS_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, resource, sys
-    import resilient_llm
-from resilient_llm import AsyncOpenAI, Backoff
+    from resilient_llm import AsyncOpenAI
     from resilient_llm._errors_io import BodyTooLarge
     from tests.hostile_server import MiB, fixed, gzip_bomb, gzip_member, hostile
 
