@@ -253,7 +253,7 @@ class EventReader:
         name: str | None = None
         if self._name is not None:
             try:
-                name = self._name.decode()
+                name = self._name.decode() or None  # an empty name is the default type, as no name
             except UnicodeDecodeError as exc:
                 raise MalformedResponse(
                     message=f"An event name is not UTF-8 (byte {exc.start})", request=self._describe()
