@@ -61,8 +61,8 @@ class AiohttpResponse:
         raise error from cause
 
     async def read(self) -> bytes:
-        """The whole body; the connection goes back to the pool if it was read to its end, else it
-        is dropped (a cut error body, a limit, an error)."""
+        """The whole body; then the connection goes back to the pool, or is dropped if the body was not
+        received whole (a cut error body, a limit, an error)."""
         try:
             return await self._body.read()
         finally:
@@ -82,10 +82,9 @@ class AiohttpResponse:
         self._resp.close()
 
     async def release(self) -> None:
-        if self._body.complete:
-            self._resp.release()
-        else:
-            self._resp.close()
+        """Back to the pool when the HTTP message was received whole (aiohttp knows: a stream ended by
+        ``[DONE]`` usually was, though its end was not read yet); otherwise the connection is closed."""
+        self._resp.release()
 
 
 class AiohttpTransport:
