@@ -16,7 +16,7 @@ scope held by the caller, so both implementations behave the same when time runs
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -50,7 +50,7 @@ def prepare(url: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     header values checked (surrounding whitespace stripped; a control character inside raises
     ``ConfigError`` without the value)."""
     url, basic = split_credentials(url)
-    sent = {k.lower(): v for k, v in headers.items()}
+    sent = {k.lower(): v.strip() for k, v in headers.items()}
     if _BAD_VALUE.search("".join(sent.values())):
         sent = check_headers(sent, name="headers")  # strips, or names the bad header (never the value)
     if basic is not None:
@@ -118,6 +118,31 @@ class Transport(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class _ReadStream(httpx.AsyncByteStream):
+    """``read()`` until ``b""`` as an httpx byte stream; closing it closes ``raw``."""
+
+    def __init__(self, read: Callable[[], Awaitable[bytes]], raw: RawResponse) -> None:
+        self._read = read
+        self._raw = raw
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while chunk := await self._read():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._raw.aclose()
+
+
+def stream_response(raw: RawResponse, request: httpx.Request, read: Callable[[], Awaitable[bytes]]) -> Any:
+    """A response whose body is ``read()`` (e.g. ``EventReader.read_bytes`` under the caller's scopes),
+    for a parser downstream such as ``openai.AsyncStream``. ``Content-Encoding`` and ``Content-Length``
+    are dropped: the bytes are already decoded. Closing the response closes ``raw``."""
+    headers = [
+        (k, v) for k, v in raw.headers.items() if k.lower() not in ("content-encoding", "content-length")
+    ]
+    return httpx.Response(raw.status, headers=headers, stream=_ReadStream(read, raw), request=request)
 
 
 def to_httpx_response(raw: RawResponse, request: httpx.Request, body: bytes) -> httpx.Response:
