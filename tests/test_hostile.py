@@ -629,3 +629,34 @@ async def test_client_repr_and_retry_logs_mask_url_credentials(
     no_secret_anywhere(info.value, KEY, PASSWORD)
     assert PASSWORD not in shown
     assert_no_secret_logged(logs, KEY, PASSWORD)
+
+
+async def test_an_httpx2_client_gets_the_same_protections(anyio_backend: str) -> None:
+    httpx2 = pytest.importorskip("httpx2")  # openai-python 3.x's fork of httpx
+    with hostile(
+        {CHAT: gzip_bomb(256 * MiB), "/v1/moved": redirect(307, "http://example.invalid/")}
+    ) as server:
+        transport = HttpxTransport(httpx2.AsyncClient(follow_redirects=True))
+        try:
+            raw = await transport.request(
+                "POST", server.url(CHAT), headers={}, content=b"{}", connect_timeout=1
+            )
+            with pytest.raises(BodyTooLarge):
+                await raw.read()
+            with pytest.raises(RedirectError):
+                await transport.request(
+                    "GET", server.url("/v1/moved"), headers={}, content=None, connect_timeout=1
+                )
+            port = server.port
+        finally:
+            await transport.aclose()
+    transport = HttpxTransport(httpx2.AsyncClient())
+    try:
+        with pytest.raises(resilient_llm.APIConnectionError) as info:
+            await transport.request(
+                "GET", f"http://127.0.0.1:{port}/", headers={}, content=None, connect_timeout=1
+            )
+        assert type(info.value.__cause__).__name__ == "CauseSummary"
+        assert "httpx2" in str(info.value.__cause__)
+    finally:
+        await transport.aclose()
