@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from ._errors_io import EventTooLarge, MalformedResponse
 from ._exceptions import StreamError
@@ -192,17 +192,18 @@ class EventReader:
             for line in lines:
                 cut = 2 if line[-2:] == b"\r\n" else 1
                 if self._partial:
-                    self._check(self._partial_len + len(line) - cut)
+                    self._check_line(self._partial_len + len(line) - cut)
                     self._partial.append(line[:-cut])
                     self._line(b"".join(self._partial))
                     self._partial.clear()
                     self._partial_len = 0
                 else:
+                    self._check_line(len(line) - cut)
                     self._line(line[:-cut])
             if last:
                 self._partial.append(last)
                 self._partial_len += len(last)
-                self._check(self._partial_len)
+                self._check_line(self._partial_len)
             self._skip_lf = piece[-1:] == b"\r"
         except Exception as exc:
             self._error = exc
@@ -219,15 +220,21 @@ class EventReader:
         except Exception as exc:
             self._error = exc
 
+    def _check_line(self, size: int) -> None:
+        """Any line, whatever its field, is at most ``max_event_bytes``."""
+        if size > self._limit:
+            self._too_large(size)
+
     def _check(self, size: int) -> None:
+        """The event read so far, with ``size`` more bytes, is at most ``max_event_bytes``."""
         if self._size + size > self._limit:
-            request = self._describe()
-            raise EventTooLarge(
-                describe_response(200, {}, request),
-                setting="max_event_bytes",
-                limit=self._limit,
-                size=self._size + size,
-            )
+            self._too_large(self._size + size)
+
+    def _too_large(self, size: int) -> NoReturn:
+        request = self._describe()
+        raise EventTooLarge(
+            describe_response(200, {}, request), setting="max_event_bytes", limit=self._limit, size=size
+        )
 
     def _line(self, line: bytes) -> None:
         if not line:
