@@ -19,6 +19,15 @@ from ._config import (
     RateLimit,
     RetryBudgetConfig,
 )
+from ._errors_io import (
+    BodyTooLarge,
+    CertificateVerificationError,
+    EventTooLarge,
+    MalformedResponse,
+    RedirectError,
+    ResponseTooLarge,
+    UnsupportedEncoding,
+)
 from ._events import BreakerTransition, Event, EventHook, MetricsAvailability, OrphansAborted, RetryScheduled
 from ._exceptions import (
     APIConnectionError,
@@ -44,6 +53,7 @@ from ._exceptions import (
     StreamError,
     UnprocessableEntityError,
 )
+from ._limits import Limits
 from ._policies._backoff import Backoff
 from ._policies._breaker import BreakerConfig
 from ._stats import Stats
@@ -66,16 +76,21 @@ __all__ = [
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
+    "BodyTooLarge",
     "BreakerConfig",
     "BreakerTransition",
+    "CertificateVerificationError",
     "CircuitOpenError",
     "ConfigError",
     "ConflictError",
     "DeadlineExceeded",
     "Event",
     "EventHook",
+    "EventTooLarge",
     "InternalServerError",
     "LengthFinishReasonError",
+    "Limits",
+    "MalformedResponse",
     "MetricsAvailability",
     "NotFoundError",
     "NotGiven",
@@ -85,6 +100,8 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimit",
     "RateLimitError",
+    "RedirectError",
+    "ResponseTooLarge",
     "RetryBudgetConfig",
     "RetryScheduled",
     "ServerUnreachable",
@@ -92,5 +109,6 @@ __all__ = [
     "Stats",
     "StreamError",
     "UnprocessableEntityError",
+    "UnsupportedEncoding",
     "__version__",
 ]

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from ._errors_io import MalformedResponse
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -32,6 +33,7 @@ from ._exceptions import (
 )
 from ._http._base import RawResponse, Transport, describe_request, to_httpx_response
 from ._json import dumps, loads
+from ._limits import DEFAULT_MAX_EVENT_BYTES
 from ._scope import DeadlineScope, deadline_scope
 from ._sse import EventReader
 
@@ -155,6 +157,7 @@ class Attempt:
     status_error: Callable[[Any], APIError]
     release: Callable[[BaseException | None], None]
     number: int = 1  # 1 for the first attempt of a call
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     request: Request | None = None
     events: int = 0
     kept: bool = False
@@ -205,9 +208,10 @@ def _decode_json(att: Attempt, raw: RawResponse, body: bytes) -> dict[str, Any]:
         data = loads(body)
     except ValueError as exc:
         # A cut body is a broken connection (retryable), not a schema problem.
-        raise APIConnectionError(
-            message=f"Invalid JSON in the response body ({len(body)} bytes): {exc}", request=att.describe()
-        ) from exc
+        raise MalformedResponse(
+            message=f"Invalid JSON in the response body ({len(body)} bytes): {str(exc)[:200]}",
+            request=att.describe(),
+        ) from None
     if not isinstance(data, dict):
         raise APIResponseValidationError(to_httpx_response(raw, att.describe(), body), data)
     return data
@@ -284,7 +288,7 @@ async def read_assembled(att: Attempt, assembler: Assembler) -> tuple[RawRespons
         if "text/event-stream" not in raw.headers.get("content-type", ""):
             return raw, _decode_json(att, raw, await raw.read())  # the server ignored stream=true
         done = False
-        reader = EventReader(raw.read_some)
+        reader = event_reader(att, raw)
         while True:
             fresh = not reader.buffered
             item = await reader.next()
@@ -296,7 +300,13 @@ async def read_assembled(att: Attempt, assembler: Assembler) -> tuple[RawRespons
             if item[1] == b"[DONE]":
                 done = True
                 break
-            assembler.feed(_decode_chunk(att, item[1]))
+            chunk = _decode_chunk(att, item[1])
+            try:
+                assembler.feed(chunk)
+            except (AttributeError, TypeError, KeyError, ValueError) as exc:
+                raise _malformed(
+                    att, f"a stream event of an unexpected shape ({type(exc).__name__})"
+                ) from None
         if not done and not assembler.finished:
             raise APIConnectionError(
                 message=f"The stream ended without [DONE] after {att.events} event(s)",
@@ -304,18 +314,28 @@ async def read_assembled(att: Attempt, assembler: Assembler) -> tuple[RawRespons
             )
         w.raw = None
         await raw.release()
-        return raw, assembler.result()
+        try:
+            return raw, assembler.result()
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
+            raise _malformed(att, f"the streamed answer cannot be reassembled: {str(exc)[:200]}") from None
+
+
+def event_reader(att: Attempt, raw: RawResponse) -> EventReader:
+    return EventReader(raw.read_some, max_event_bytes=att.max_event_bytes, describe=att.describe)
+
+
+def _malformed(att: Attempt, what: str) -> MalformedResponse:
+    """Nothing reached the caller yet: a retryable error (the next attempt may get a sound answer)."""
+    return MalformedResponse(message=f"Malformed answer: {what}", request=att.describe())
 
 
 def _decode_chunk(att: Attempt, data: bytes) -> dict[str, Any]:
     try:
         chunk = loads(data)
     except ValueError as exc:
-        raise APIConnectionError(
-            message=f"Invalid JSON in a stream event: {exc}", request=att.describe()
-        ) from exc
+        raise _malformed(att, f"invalid JSON in a stream event: {str(exc)[:200]}") from None
     if not isinstance(chunk, dict):
-        raise APIConnectionError(message=f"Unexpected stream event: {data[:200]!r}", request=att.describe())
+        raise _malformed(att, f"a stream event that is not a JSON object: {data[:200]!r}")
     error = chunk.get("error")
     if error is not None:
         message = error.get("message") if isinstance(error, dict) else str(error)
@@ -325,18 +345,18 @@ def _decode_chunk(att: Attempt, data: bytes) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class OpenedStream:
-    """A committed stream: its response, the bytes read up to its first event, and its orphan watch."""
+    """A committed stream: its response, its event reader (the first event still queued), its watch."""
 
     raw: RawResponse
-    prefix: bytes
+    reader: EventReader
     watch: Watch | None = None  # stays registered with the orphan detector until the stream closes
 
 
 async def open_stream(att: Attempt) -> OpenedStream:
     """Send and read up to the first event; retries stay possible until this returns.
 
-    The bytes read so far are kept, so the stream's consumer (openai's own stream decoder) sees the
-    body from its first byte.
+    The first event stays queued in the reader, so the stream's consumer (openai's own stream
+    decoder, fed by ``reader.read_bytes``) sees the body from its first event.
     """
     async with _Waiting(att) as w:
         raw = w.raw = await send(att)
@@ -355,14 +375,8 @@ async def open_stream(att: Attempt) -> OpenedStream:
                     f"{raw.headers.get('content-type') or 'no content type'} instead of an event stream"
                 ),
             )
-        seen: list[bytes] = []
-
-        async def read_some() -> bytes:
-            piece = await raw.read_some()
-            seen.append(piece)
-            return piece
-
-        first = await EventReader(read_some).next()
+        reader = event_reader(att, raw)
+        first = await reader.peek()
         if first is None:
             raise APIConnectionError(
                 message="The stream ended before its first event", request=att.describe()
@@ -371,7 +385,7 @@ async def open_stream(att: Attempt) -> OpenedStream:
         w.heard()
         if first[1] != b"[DONE]":
             _decode_chunk(att, first[1])  # an error as the first event is still retryable
-        return OpenedStream(raw, b"".join(seen), watch=w.hand_over())
+        return OpenedStream(raw, reader, watch=w.hand_over())
 
 
 __all__ = [

@@ -28,9 +28,10 @@ import pydantic
 from ._attempt import Assembler, Attempt, OpenedStream, Request, open_stream, read_assembled, read_json
 from ._compat import add_request_id, construct_type, httpx_flavour
 from ._exceptions import APIResponseValidationError
-from ._http._base import RawResponse, describe_request
+from ._http._base import RawResponse, describe_request, stream_response
 from ._json import dumps
-from ._streaming import SilenceByteStream, resilient_stream_cls, stream_response
+from ._secrets import mask_url
+from ._streaming import SilenceByteStream, resilient_stream_cls
 
 if TYPE_CHECKING:
     from ._compat import FinalRequestOptions
@@ -53,7 +54,7 @@ class FastPlan:
         assembler: Callable[[], Assembler] | None = None,
     ) -> None:
         self.request = request
-        self.url = request.url
+        self.url = mask_url(request.url)
         self.mode = mode
         self.result = result
         self.deadline = deadline
@@ -121,7 +122,7 @@ class ModelResult:
     async def stream(self, att: Attempt, opened: OpenedStream, body: SilenceByteStream) -> Any:
         assert self.stream_cls is not None
         client = self.client
-        response = stream_response(opened, body, att.describe())
+        response = stream_response(opened.raw, att.describe(), body)
         options = _stream_options(att)
         return await client._process_response(
             cast_to=self.cast_to,
@@ -177,7 +178,7 @@ class SdkResult:
         )
 
     async def stream(self, att: Attempt, opened: OpenedStream, body: SilenceByteStream) -> Any:
-        response = stream_response(opened, body, self.http_request)
+        response = stream_response(opened.raw, self.http_request, body)
         return await self.client._process_response(
             cast_to=self.cast_to,
             options=self.options,
@@ -191,7 +192,7 @@ class SdkResult:
 class SdkPlan:
     """An attempt through openai-python's own request path, its retries off."""
 
-    __slots__ = ("cast_to", "client", "options", "stream", "stream_cls", "url")
+    __slots__ = ("_full_url", "cast_to", "client", "options", "stream", "stream_cls", "url")
 
     def __init__(
         self,
@@ -207,10 +208,11 @@ class SdkPlan:
         self.stream = stream
         self.stream_cls = resilient_stream_cls(stream_cls)
         url = options.url
-        self.url = url if "://" in url else str(client.base_url).rstrip("/") + "/" + url.lstrip("/")
+        self._full_url = url if "://" in url else str(client.base_url).rstrip("/") + "/" + url.lstrip("/")
+        self.url = mask_url(self._full_url)
 
     def describe(self) -> Any:
-        return describe_request(self.options.method.upper(), self.url)
+        return describe_request(self.options.method.upper(), self._full_url)
 
     async def run(self, att: Attempt) -> Any:
         options = self.options.model_copy()

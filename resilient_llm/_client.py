@@ -48,9 +48,10 @@ from ._engine import Engine
 from ._events import EventHook
 from ._exceptions import ConfigError
 from ._http import default_transport
+from ._limits import Limits
 from ._policies._backoff import Backoff
 from ._policies._breaker import BreakerConfig
-from ._policies._breaker_config import _redact
+from ._secrets import check_api_key, check_headers, mask_url
 from ._stats import Stats
 from ._vllm._metrics import metrics_url as derive_metrics_url
 
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 #: The per-client settings ``with_options`` may change; everything else is shared by the copies.
 _PER_COPY = ("deadline", "stall_timeout", "backoff")
 #: Settings of the shared engine: fixed when the client is created.
-_SHARED = ("max_concurrency", "rate_limit", "ramp_up", "breaker", "retry_budget", "hooks")
+_SHARED = ("max_concurrency", "rate_limit", "ramp_up", "breaker", "retry_budget", "limits", "hooks")
 
 
 class _Route:
@@ -116,6 +117,9 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         retry_budget: :class:`RetryBudgetConfig`; retries allowed per window, so a dead server does
             not get a retry storm. Default 20 % of requests plus 2 per second.
         backoff: :class:`Backoff` (base, cap, jitter) between attempts. Default full jitter 0.5..8 s.
+        limits: :class:`Limits` on what an answer may make a call hold: the largest body, the largest
+            stream event, how much of an error body is kept, redirects followed. Default 64 MiB, 8 MiB,
+            8 KiB, 5.
         hooks: callables receiving event objects (:class:`RetryScheduled`, :class:`BreakerTransition`,
             :class:`OrphansAborted`, :class:`MetricsAvailability`); they run inline and must be quick.
 
@@ -148,6 +152,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         breaker: BreakerConfig | NotGiven | None = NOT_GIVEN,
         retry_budget: RetryBudgetConfig | NotGiven = NOT_GIVEN,
         backoff: Backoff | NotGiven = NOT_GIVEN,
+        limits: Limits | NotGiven = NOT_GIVEN,
         hooks: Iterable[EventHook] = (),
         _strict_response_validation: bool = False,
         _resilient_parent: AsyncOpenAI | None = None,
@@ -176,9 +181,14 @@ class AsyncOpenAI(openai.AsyncOpenAI):
                 breaker=breaker,
                 retry_budget=retry_budget,
                 backoff=backoff,
+                limits=limits,
                 hooks=hooks,
             )
             user_http_client = http_client is not None
+        if isinstance(api_key, str):  # a key read from a file keeps its newline: never sent as is
+            api_key = check_api_key(api_key)
+        if default_headers is not None:
+            default_headers = check_headers(default_headers)
 
         options: dict[str, Any] = {
             "api_key": api_key,
@@ -197,6 +207,8 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         if is_given(timeout):
             options["timeout"] = check_timeout(timeout)
         super().__init__(**options)
+        if isinstance(self.api_key, str) and api_key is None:  # from OPENAI_API_KEY
+            self.api_key = check_api_key(self.api_key, name="OPENAI_API_KEY") or ""
 
         self._settings = settings
         self._engine_args = engine_args
@@ -213,7 +225,9 @@ class AsyncOpenAI(openai.AsyncOpenAI):
     def _new_engine(self) -> Engine:
         return Engine(
             metrics_url=derive_metrics_url(self._server_url),
-            transport_factory=default_transport(lambda: self._client, user_given=self._user_http_client),
+            transport_factory=default_transport(
+                lambda: self._client, user_given=self._user_http_client, limits=self._engine_args["limits"]
+            ),
             status_error=self._make_status_error_from_response,
             **self._engine_args,
         )
@@ -311,7 +325,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
     def __repr__(self) -> str:
         s = self._settings
         return (
-            f"<resilient_llm.AsyncOpenAI base_url={_redact(self._server_url)!r} deadline={s.deadline:g} "
+            f"<resilient_llm.AsyncOpenAI base_url={mask_url(self._server_url)!r} deadline={s.deadline:g} "
             f"stall_timeout={s.stall_timeout} max_retries={self.max_retries}>"
         )
 
@@ -490,6 +504,7 @@ def _resilience_settings(
     breaker: Any,
     retry_budget: Any,
     backoff: Any,
+    limits: Any,
     hooks: Iterable[EventHook],
 ) -> tuple[Settings, dict[str, Any]]:
     """The constructor's own settings, validated (argument, else environment variable, else default)."""
@@ -508,6 +523,8 @@ def _resilience_settings(
     budget = retry_budget if is_given(retry_budget) else RetryBudgetConfig()
     if not isinstance(budget, RetryBudgetConfig):
         raise ConfigError(f"retry_budget must be a RetryBudgetConfig, got {retry_budget!r}")
+    if is_given(limits) and not isinstance(limits, Limits):
+        raise ConfigError(f"limits must be a Limits, got {limits!r}")
     concurrency = pick("max_concurrency", max_concurrency, DEFAULT_MAX_CONCURRENCY)
     engine_args: dict[str, Any] = {
         "max_concurrency": _count("max_concurrency", concurrency, minimum=1),
@@ -515,6 +532,7 @@ def _resilience_settings(
         "rate_limit": resolve_rate_limit(rate_limit, env),
         "breaker": resolve_breaker(breaker, env),
         "retry_budget": budget,
+        "limits": limits if isinstance(limits, Limits) else Limits(),
         "hooks": tuple(hooks),
     }
     return settings, engine_args

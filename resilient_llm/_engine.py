@@ -24,6 +24,7 @@ import anyio
 from ._attempt import Attempt, DeadlineReached, Watch
 from ._clock import now
 from ._config import CallSettings, RateLimit, RetryBudgetConfig
+from ._errors_io import is_retryable
 from ._events import BreakerTransition, EventHook, RetryScheduled, emit
 from ._exceptions import (
     APIConnectionError,
@@ -39,6 +40,7 @@ from ._exceptions import (
 )
 from ._http._base import Transport
 from ._limiter import BreakerWouldMissDeadline, Limiter
+from ._limits import DEFAULT_LIMITS, Limits
 from ._policies._breaker import Breaker, BreakerConfig
 from ._policies._budget import RetryBudget
 from ._policies._ramp import Ramp
@@ -55,7 +57,7 @@ logger = logging.getLogger("resilient_llm")
 class Plan(Protocol):
     """What one call does on each attempt (see ``_calls.py``)."""
 
-    url: str  # for log lines; never carries credentials
+    url: str  # for log lines: masked, never carries credentials
 
     def describe(self) -> Any:
         """The request attached to errors raised outside an attempt (openai's httpx flavour)."""
@@ -89,6 +91,7 @@ class Engine:
         metrics_url: str | None,
         transport_factory: Callable[[], Transport],
         status_error: Callable[[Any], APIError],
+        limits: Limits = DEFAULT_LIMITS,
         hooks: tuple[EventHook, ...] = (),
         clock: Callable[[], float] = now,
     ) -> None:
@@ -112,6 +115,7 @@ class Engine:
         )
         self._transport_factory = transport_factory
         self.status_error = status_error  # openai's exception for an error response
+        self.limits = limits
         self._transport: Transport | None = None
         self.watches: dict[Watch, None] | None = {} if breaker is not None else None
         self.monitor: ServerMonitor | None = None
@@ -207,6 +211,7 @@ class Engine:
                         status_error=self.status_error,
                         release=self._stream_closed,
                         number=state.attempts,
+                        max_event_bytes=self.limits.max_event_bytes,
                     )
                     try:
                         result = await plan.run(att)
@@ -295,7 +300,12 @@ class Engine:
         """The delay before the next attempt, or raise: not retryable, out of retries, budget or time."""
         self._count_failure(exc)
         wait_at_least: float | None = None
-        if isinstance(exc, APIStatusError):
+        verdict_of_class = is_retryable(exc)  # the I/O layer's own errors say whether a retry helps
+        if verdict_of_class is False:
+            raise exc
+        if verdict_of_class is True:
+            pass
+        elif isinstance(exc, APIStatusError):
             headers = exc.response.headers
             verdict = should_retry_header(headers)
             if not (is_retryable_status(exc.status_code) if verdict is None else verdict):

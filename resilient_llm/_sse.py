@@ -1,48 +1,122 @@
 """Server-sent events: body bytes in, ``(event, data)`` pairs out (the subset of the spec LLM servers use).
 
 An event ends at a blank line; several ``data:`` lines join with newlines; ``:`` lines are comments;
-``id:`` and ``retry:`` are ignored; ``\\r\\n`` and ``\\r`` line endings are accepted. A last event
-without its blank line is still delivered.
+``id:``, ``retry:`` and unknown fields are ignored; ``\\n``, ``\\r\\n`` and ``\\r`` end lines. A last
+event without its blank line is still delivered.
 
-The reader pulls whatever bytes have arrived and splits every complete event out of them at once: a
-typical vLLM event is one ``data: {...}`` line, and a burst of tokens often arrives in one read. A class
-rather than an async generator, so an abandoned or cancelled reader leaves nothing to finalize.
+Linear in the input: each read is split into lines once (``bytes.splitlines``), a line that has not
+ended yet is kept as a list of pieces and joined once when it ends, so a 200 MB line costs one pass
+and fails as soon as it passes ``max_event_bytes``. Every read starts with a
+:class:`~resilient_llm._pacing.Pacer` tick, so many events arriving at once never hold the event loop.
+
+Typed errors, raised after the events that came before them were delivered:
+
+* an event (or a line) past ``max_event_bytes`` → :class:`~resilient_llm._errors_io.EventTooLarge`;
+* an ``event:`` name that is not UTF-8 → :class:`~resilient_llm._errors_io.MalformedResponse`;
+* ``event: error`` → :class:`~resilient_llm.StreamError` with the server's message (from
+  ``data: {"message": ...}``, ``{"error": {"message": ...}}``, ``{"error": "..."}`` or plain text).
+
+Two ways to read: :meth:`EventReader.next` gives one event; :meth:`EventReader.read_bytes` gives the
+next few events re-serialised as SSE bytes (UTF-8 checked), for a parser of our choosing downstream
+(openai's ``AsyncStream``) that then never sees an oversized event or invalid UTF-8. Both share the
+queue, so the first event can be read with :meth:`EventReader.peek` and still be passed on.
+
+A class rather than an async generator, so an abandoned or cancelled reader leaves nothing to finalize.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any, Final, NoReturn
+
+from ._errors_io import EventTooLarge, MalformedResponse
+from ._exceptions import StreamError
+from ._http._base import describe_request, describe_response
+from ._json import loads
+from ._limits import DEFAULT_MAX_EVENT_BYTES
+from ._pacing import Pacer
+
+__all__ = ["DEFAULT_EVENTS_PER_CHUNK", "Event", "EventReader", "parse_event", "serialize_event"]
 
 Event = tuple[str | None, bytes]
 
+#: The most events one :meth:`EventReader.read_bytes` returns (bounds the work downstream per read).
+DEFAULT_EVENTS_PER_CHUNK: Final = 16
+_SHOWN_MESSAGE: Final = 1000
+
 
 def parse_event(block: bytes) -> Event | None:
-    """One event block (its lines, without the blank line that ended it)."""
-    if block[:6] == b"data: " and b"\n" not in block:
-        return None, block[6:]  # the common case: a single data line
-    event: str | None = None
-    data: list[bytes] = []
-    for line in block.split(b"\n"):
-        if line.startswith(b"data:"):
-            value = line[5:]
-            data.append(value[1:] if value[:1] == b" " else value)
-        elif line.startswith(b"event:"):
-            event = line[6:].strip().decode()
-        # comments (":"), "id:", "retry:" and unknown fields are ignored
-    if not data:
-        return None
-    return event, data[0] if len(data) == 1 else b"\n".join(data)
+    """One event block (its lines, without the blank line that ended it); for tests and tools."""
+    reader = EventReader(_no_input)
+    reader._feed(block + b"\n\n")
+    if reader._error is not None:
+        raise reader._error
+    return reader._ready.popleft() if reader._ready else None
+
+
+async def _no_input() -> bytes:
+    return b""
+
+
+def serialize_event(event: Event) -> bytes:
+    """``event`` as SSE bytes that parse back to it exactly."""
+    name, data = event
+    head = b"event: " + name.encode() + b"\n" if name is not None else b""
+    if b"\n" in data:
+        return head + b"".join(b"data: " + line + b"\n" for line in data.split(b"\n")) + b"\n"
+    return head + b"data: " + data + b"\n\n"
+
+
+def _unknown_request() -> Any:
+    return describe_request("POST", "http://unknown.invalid/")
 
 
 class EventReader:
-    __slots__ = ("_buffer", "_eof", "_read_some", "_ready")
+    """Events from ``read_some`` (the next bytes of the body; ``b""`` at its end).
 
-    def __init__(self, read_some: Callable[[], Awaitable[bytes]]) -> None:
+    ``describe`` returns the (credential-free) request that errors carry.
+    """
+
+    __slots__ = (
+        "_data",
+        "_describe",
+        "_eof",
+        "_error",
+        "_limit",
+        "_name",
+        "_pacer",
+        "_partial",
+        "_partial_len",
+        "_read_some",
+        "_ready",
+        "_size",
+        "_skip_lf",
+        "events_per_chunk",
+    )
+
+    def __init__(
+        self,
+        read_some: Callable[[], Awaitable[bytes]],
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        describe: Callable[[], Any] | None = None,
+        events_per_chunk: int = DEFAULT_EVENTS_PER_CHUNK,
+    ) -> None:
         self._read_some = read_some
-        self._buffer = b""
+        self._limit = max_event_bytes
+        self._describe = describe or _unknown_request
+        self.events_per_chunk = events_per_chunk
+        self._pacer = Pacer()
         self._ready: deque[Event] = deque()
         self._eof = False
+        self._error: Exception | None = None
+        self._partial: list[bytes] = []  # the line not ended yet, in pieces
+        self._partial_len = 0
+        self._skip_lf = False  # the last read ended with "\r": a "\n" first in the next one ends nothing
+        self._name: bytes | None = None
+        self._data: list[bytes] = []
+        self._size = 0  # bytes held for the event being read
 
     @property
     def buffered(self) -> bool:
@@ -51,35 +125,162 @@ class EventReader:
 
     async def next(self) -> Event | None:
         """The next event, or ``None`` when the body ended."""
-        ready = self._ready
-        while not ready:
-            if self._eof:
-                return None
-            piece = await self._read_some()
-            if not piece:
-                self._eof = True
-                tail, self._buffer = self._buffer.replace(b"\r", b"").strip(b"\n"), b""
-                if tail and (last := parse_event(tail)) is not None:
-                    ready.append(last)
-                continue
-            buffer = self._buffer + piece if self._buffer else piece
-            if b"\r" in buffer:
-                held = b"\r" if buffer.endswith(b"\r") else b""  # its "\n" may come in the next read
-                buffer = buffer[: len(buffer) - len(held)].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-                if held:
-                    *blocks, rest = buffer.split(b"\n\n")
-                    self._buffer = rest + held
-                    self._queue(blocks)
-                    continue
-            if b"\n\n" not in buffer:
-                self._buffer = buffer
-                continue
-            *blocks, self._buffer = buffer.split(b"\n\n")
-            self._queue(blocks)
-        return ready.popleft()
+        await self._pacer.tick()
+        if not self._ready and not await self._fill():
+            return None
+        return self._ready.popleft()
 
-    def _queue(self, blocks: list[bytes]) -> None:
-        for block in blocks:
-            block = block.strip(b"\n")
-            if block and (event := parse_event(block)) is not None:
-                self._ready.append(event)
+    async def peek(self) -> Event | None:
+        """The next event without consuming it (``next`` or ``read_bytes`` still return it)."""
+        await self._pacer.tick()
+        if not self._ready and not await self._fill():
+            return None
+        return self._ready[0]
+
+    async def read_bytes(self) -> bytes:
+        """The next events (at least one, at most ``events_per_chunk``) as SSE bytes; ``b""`` at the end."""
+        await self._pacer.tick()
+        ready = self._ready
+        if not ready and not await self._fill():
+            return b""
+        parts: list[bytes] = []
+        while ready and len(parts) < self.events_per_chunk:
+            event = ready.popleft()
+            try:
+                event[1].decode()
+            except UnicodeDecodeError as exc:
+                raise MalformedResponse(
+                    message=f"An event's data is not UTF-8 (byte {exc.start})", request=self._describe()
+                ) from None
+            parts.append(serialize_event(event))
+        return b"".join(parts)
+
+    async def _fill(self) -> bool:
+        """Read until an event is ready (``True``) or the body ended (``False``)."""
+        while not self._ready:
+            if self._error is not None:
+                raise self._error
+            if self._eof:
+                return False
+            piece = await self._read_some()
+            if piece:
+                self._feed(piece)
+            else:
+                self._eof = True
+                self._feed_end()
+            if not self._ready:
+                await self._pacer.tick()
+        return True
+
+    # --- the parser (synchronous, linear) -------------------------------------------------------
+    def _feed(self, piece: bytes) -> None:
+        if self._error is not None:
+            return
+        if self._skip_lf:
+            self._skip_lf = False
+            if piece[:1] == b"\n":
+                piece = piece[1:]
+                if not piece:
+                    return
+        try:
+            lines = piece.splitlines(keepends=True)
+            last = lines[-1]
+            if last[-1:] not in (b"\n", b"\r"):
+                lines.pop()
+            else:
+                last = b""
+            for line in lines:
+                cut = 2 if line[-2:] == b"\r\n" else 1
+                if self._partial:
+                    self._check_line(self._partial_len + len(line) - cut)
+                    self._partial.append(line[:-cut])
+                    self._line(b"".join(self._partial))
+                    self._partial.clear()
+                    self._partial_len = 0
+                else:
+                    self._check_line(len(line) - cut)
+                    self._line(line[:-cut])
+            if last:
+                self._partial.append(last)
+                self._partial_len += len(last)
+                self._check_line(self._partial_len)
+            self._skip_lf = piece[-1:] == b"\r"
+        except Exception as exc:
+            self._error = exc
+
+    def _feed_end(self) -> None:
+        if self._error is not None:
+            return
+        try:
+            if self._partial:
+                line = b"".join(self._partial)
+                self._partial.clear()
+                self._line(line)
+            self._line(b"")
+        except Exception as exc:
+            self._error = exc
+
+    def _check_line(self, size: int) -> None:
+        """Any line, whatever its field, is at most ``max_event_bytes``."""
+        if size > self._limit:
+            self._too_large(size)
+
+    def _check(self, size: int) -> None:
+        """The event read so far, with ``size`` more bytes, is at most ``max_event_bytes``."""
+        if self._size + size > self._limit:
+            self._too_large(self._size + size)
+
+    def _too_large(self, size: int) -> NoReturn:
+        request = self._describe()
+        raise EventTooLarge(
+            describe_response(200, {}, request), setting="max_event_bytes", limit=self._limit, size=size
+        )
+
+    def _line(self, line: bytes) -> None:
+        if not line:
+            if self._data:
+                self._dispatch()
+            self._name = None
+            self._data = []
+            self._size = 0
+            return
+        if line[:5] == b"data:":
+            value = line[6:] if line[5:6] == b" " else line[5:]
+            self._check(len(value))
+            self._data.append(value)
+            self._size += len(value)
+        elif line[:6] == b"event:":
+            value = line[6:].strip()
+            self._check(len(value))
+            self._name = value
+        # comments (":"), "id:", "retry:" and unknown fields are ignored
+
+    def _dispatch(self) -> None:
+        data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+        name: str | None = None
+        if self._name is not None:
+            try:
+                name = self._name.decode() or None  # an empty name is the default type, as no name
+            except UnicodeDecodeError as exc:
+                raise MalformedResponse(
+                    message=f"An event name is not UTF-8 (byte {exc.start})", request=self._describe()
+                ) from None
+        if name == "error":
+            message, body = _error_message(data)
+            raise StreamError(f"The server sent an error event: {message}", self._describe(), body=body)
+        self._ready.append((name, data))
+
+
+def _error_message(data: bytes) -> tuple[str, object]:
+    """The message and body of an ``event: error``."""
+    try:
+        body: object = loads(data)
+    except ValueError:
+        body = data.decode("utf-8", "replace")
+    error = body.get("error", body) if isinstance(body, dict) else body
+    message: object = error.get("message") if isinstance(error, dict) else error
+    if not isinstance(message, str) or not message.strip():
+        message = "(no message)"
+    if len(message) > _SHOWN_MESSAGE:
+        message = message[:_SHOWN_MESSAGE] + f"... [{len(message)} characters]"
+    return message, error

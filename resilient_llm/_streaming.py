@@ -99,7 +99,6 @@ class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,nam
         self._on_close: Callable[[BaseException | None], None] | None = on_close
         self._deadline = deadline
         self._attempts = attempts
-        self._prefix: bytes | None = opened.prefix
 
     @property
     def closed(self) -> bool:
@@ -111,9 +110,6 @@ class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,nam
     async def __anext__(self) -> bytes:
         if self._on_close is None:
             raise StopAsyncIteration
-        prefix, self._prefix = self._prefix, None
-        if prefix:
-            return prefix
         try:
             piece = await self._read()
         except BaseException as exc:
@@ -133,7 +129,7 @@ class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,nam
         async with deadline_scope(att.first_deadline()) as scope:
             if watch is not None:
                 watch.scope = scope
-            piece = await self._opened.raw.read_some()
+            piece = await self._opened.reader.read_bytes()
             att.events += 1
             if watch is not None:
                 watch.heard(att.clock())
@@ -168,13 +164,4 @@ class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,nam
             self._opened.raw.close()
 
 
-def stream_response(opened: OpenedStream, byte_stream: SilenceByteStream, request: Any) -> Any:
-    """A response of openai's httpx flavour whose body is ``byte_stream`` (already decoded)."""
-    raw = opened.raw
-    headers = [(k, v) for k, v in raw.headers.items() if k.lower() not in _BODY_FRAMING]
-    return httpx_flavour.Response(raw.status, headers=headers, stream=byte_stream, request=request)
-
-
-_BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
-
-__all__ = ["ResilientStream", "SilenceByteStream", "resilient_stream_cls", "stream_response"]
+__all__ = ["ResilientStream", "SilenceByteStream", "resilient_stream_cls"]

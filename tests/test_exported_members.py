@@ -16,8 +16,10 @@ EXPECTED = {
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
+    "BodyTooLarge",
     "BreakerConfig",
     "BreakerTransition",
+    "CertificateVerificationError",
     "CircuitOpenError",
     "ConfigError",
     "ConflictError",
@@ -30,8 +32,11 @@ EXPECTED = {
     "DeadlineExceeded",
     "Event",
     "EventHook",
+    "EventTooLarge",
     "InternalServerError",
     "LengthFinishReasonError",
+    "Limits",
+    "MalformedResponse",
     "MetricsAvailability",
     "NOT_GIVEN",
     "NotFoundError",
@@ -42,6 +47,8 @@ EXPECTED = {
     "PermissionDeniedError",
     "RateLimit",
     "RateLimitError",
+    "RedirectError",
+    "ResponseTooLarge",
     "RetryBudgetConfig",
     "RetryScheduled",
     "ServerUnreachable",
@@ -49,6 +56,7 @@ EXPECTED = {
     "Stats",
     "StreamError",
     "UnprocessableEntityError",
+    "UnsupportedEncoding",
     "__version__",
 }
 
@@ -91,6 +99,10 @@ def test_own_errors_subclass_what_callers_already_catch() -> None:
     assert issubclass(resilient_llm.StreamError, openai.APIError)
     assert issubclass(resilient_llm.ConfigError, openai.OpenAIError)
     assert issubclass(resilient_llm.ConfigError, ValueError)
+    assert issubclass(resilient_llm.ResponseTooLarge, openai.APIResponseValidationError)
+    assert issubclass(resilient_llm.MalformedResponse, openai.APIConnectionError)
+    assert issubclass(resilient_llm.CertificateVerificationError, openai.APIConnectionError)
+    assert issubclass(resilient_llm.RedirectError, openai.APIStatusError)
 
 
 def test_the_client_is_openais_client() -> None:

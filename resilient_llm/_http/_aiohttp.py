@@ -2,26 +2,43 @@
 
 One ``aiohttp.ClientSession`` per event loop: a client created at import time and used from several
 ``asyncio.run()`` calls gets a fresh session in each loop instead of "Event loop is closed".
+
+aiohttp's own decompression and redirect following are off: bodies go through ``_body.py`` and
+redirects through ``_redirects.py``, as on the httpx transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 
+from .._errors_io import CertificateVerificationError
 from .._exceptions import APIConnectionError, ServerUnreachable, _Timeout
-from ._base import describe_request
+from .._limits import DEFAULT_LIMITS, Limits
+from .._secrets import mask_url, secret_values, summarize_cause
+from ._base import RawResponse, describe_request, prepare
+from ._body import BodyReader
+from ._redirects import follow
 
 DEFAULT_POOL_SIZE = 1000
 
 
 class AiohttpResponse:
-    __slots__ = ("_resp",)
+    __slots__ = ("_body", "_method", "_resp", "_url")
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, method: str, url: str, limits: Limits) -> None:
         self._resp = resp
+        self._method = method
+        self._url = url
+        self._body = BodyReader(
+            self._next_chunk, status=resp.status, headers=resp.headers, limits=limits, describe=self._describe
+        )
+
+    def _describe(self) -> Any:
+        return describe_request(self._method, self._url)
 
     @property
     def status(self) -> int:
@@ -31,19 +48,32 @@ class AiohttpResponse:
     def headers(self) -> Mapping[str, str]:
         return self._resp.headers
 
-    async def read(self) -> bytes:
-        try:
-            return await self._resp.read()
-        except (aiohttp.ClientError, OSError) as exc:
-            self._resp.close()
-            raise _broken_body(self._resp, exc) from exc
-
-    async def read_some(self) -> bytes:
+    async def _next_chunk(self) -> bytes:
+        error: Exception
         try:
             return await self._resp.content.readany()
         except (aiohttp.ClientError, OSError) as exc:
+            error = APIConnectionError(
+                message="Connection lost while reading the response", request=self._describe()
+            )
+            cause = summarize_cause(exc)
+        self._resp.close()
+        raise error from cause
+
+    async def read(self) -> bytes:
+        """The whole body; then the connection goes back to the pool, or is dropped if the body was not
+        received whole (a cut error body, a limit, an error)."""
+        try:
+            return await self._body.read()
+        finally:
+            await self.release()
+
+    async def read_some(self) -> bytes:
+        try:
+            return await self._body.read_some()
+        except Exception:
             self._resp.close()
-            raise _broken_body(self._resp, exc) from exc
+            raise
 
     def close(self) -> None:
         self._resp.close()
@@ -52,17 +82,15 @@ class AiohttpResponse:
         self._resp.close()
 
     async def release(self) -> None:
+        """Back to the pool when the HTTP message was received whole (aiohttp knows: a stream ended by
+        ``[DONE]`` usually was, though its end was not read yet); otherwise the connection is closed."""
         self._resp.release()
 
 
-def _broken_body(resp: aiohttp.ClientResponse, exc: BaseException) -> APIConnectionError:
-    request = describe_request(resp.method, str(resp.url))
-    return APIConnectionError(message=f"Connection lost while reading the response: {exc!r}", request=request)
-
-
 class AiohttpTransport:
-    def __init__(self, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+    def __init__(self, *, pool_size: int = DEFAULT_POOL_SIZE, limits: Limits = DEFAULT_LIMITS) -> None:
         self._pool_size = pool_size
+        self._limits = limits
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -73,7 +101,7 @@ class AiohttpTransport:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=True,
+                auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
             )
             self._loop = loop
@@ -87,26 +115,37 @@ class AiohttpTransport:
         headers: Mapping[str, str],
         content: bytes | None,
         connect_timeout: float | None,
+    ) -> RawResponse:
+        url, sent = prepare(url, headers)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, connect=connect_timeout)
+
+        async def send_once(
+            method: str, url: str, headers: Mapping[str, str], content: bytes | None
+        ) -> AiohttpResponse:
+            return await self._send_once(method, url, headers, content, timeout)
+
+        return await follow(send_once, method, url, sent, content, max_redirects=self._limits.max_redirects)
+
+    async def _send_once(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        content: bytes | None,
+        timeout: aiohttp.ClientTimeout,
     ) -> AiohttpResponse:
         session = self._get_session()
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, connect=connect_timeout)
+        error: Exception
         try:
-            resp = await session.request(method, url, headers=headers, data=content, timeout=timeout)
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
-            raise _Timeout(
-                describe_request(method, url, headers), message=f"Timed out connecting to {url}"
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise ServerUnreachable(
-                message=f"Cannot connect: {exc.__class__.__name__}: {exc}",
-                request=describe_request(method, url, headers),
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise APIConnectionError(
-                message=f"Connection error: {exc.__class__.__name__}: {exc}",
-                request=describe_request(method, url, headers),
-            ) from exc
-        return AiohttpResponse(resp)
+            resp = await session.request(
+                method, url, headers=headers, data=content, timeout=timeout, allow_redirects=False
+            )
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
+            error = _connect_error(exc, method, url, headers)
+            cause = summarize_cause(exc, secret_values(headers))
+        else:
+            return AiohttpResponse(resp, method, url, self._limits)
+        raise error from cause
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -122,3 +161,20 @@ class AiohttpTransport:
                 if connector is not None:
                     connector._close()
                 session._connector = None
+
+
+def _connect_error(exc: BaseException, method: str, url: str, headers: Mapping[str, str]) -> Exception:
+    """The library's error for a request that got no response (``exc`` itself is not kept)."""
+    request = describe_request(method, url, headers)
+    shown = mask_url(url)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return CertificateVerificationError(
+            message=f"TLS certificate verification failed for {shown}: {exc.certificate_error}; not retried",
+            request=request,
+        )
+    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        return _Timeout(request, message=f"Timed out connecting to {shown}")
+    detail = summarize_cause(exc, secret_values(headers))
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ServerUnreachable(message=f"Cannot connect: {detail}", request=request)
+    return APIConnectionError(message=f"Connection error: {detail}", request=request)

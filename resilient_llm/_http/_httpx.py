@@ -1,26 +1,48 @@
 """httpx-backed transport: runs on any anyio backend (trio included) and wraps the client's ``AsyncClient``.
 
 The ``AsyncClient`` is openai's own (``client._client``: the user's ``http_client``, or the one openai
-made), of whichever httpx flavour it is (``httpx`` or openai 3.x's ``httpx2``); openai owns and closes it.
+made), an ``httpx.AsyncClient`` or an ``httpx2.AsyncClient`` (openai-python 3.x's fork, same API): the
+transport uses the module the client comes from. openai owns and closes it.
+
+httpx's own decoding and redirect following are bypassed: the raw bytes (``aiter_raw``) go through
+``_body.py``, and redirects through ``_redirects.py`` (``follow_redirects=False`` on every send, even
+if the user's client sets it), as on the aiohttp transport.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Mapping
+from types import ModuleType
 from typing import Any
 
 from .._compat import httpx_module_of
+from .._errors_io import CertificateVerificationError
 from .._exceptions import APIConnectionError, ServerUnreachable, _Timeout
-from ._base import describe_request
+from .._limits import DEFAULT_LIMITS, Limits
+from .._secrets import mask_url, secret_values, summarize_cause
+from ._base import RawResponse, describe_request, prepare
+from ._body import BodyReader
+from ._redirects import follow
 
 
 class HttpxResponse:
-    __slots__ = ("_chunks", "_errors", "_resp")
+    __slots__ = ("_body", "_chunks", "_errors", "_resp")
 
-    def __init__(self, resp: Any, errors: type[BaseException]) -> None:
+    def __init__(self, resp: Any, limits: Limits, errors: tuple[type[BaseException], ...]) -> None:
         self._resp = resp
         self._errors = errors
         self._chunks: AsyncIterator[bytes] | None = None
+        self._body = BodyReader(
+            self._next_chunk,
+            status=resp.status_code,
+            headers=resp.headers,
+            limits=limits,
+            describe=self._describe,
+        )
+
+    def _describe(self) -> Any:
+        return describe_request(self._resp.request.method, str(self._resp.request.url))
 
     @property
     def status(self) -> int:
@@ -32,24 +54,29 @@ class HttpxResponse:
         headers: Mapping[str, str] = self._resp.headers
         return headers
 
-    async def read(self) -> bytes:
-        try:
-            body: bytes = await self._resp.aread()
-            return body
-        except self._errors as exc:
-            raise _broken_body(self._resp, exc) from exc
-        finally:
-            await self._resp.aclose()
-
-    async def read_some(self) -> bytes:
+    async def _next_chunk(self) -> bytes:
         if self._chunks is None:
             self._chunks = self._resp.aiter_raw()
+        error: APIConnectionError
         try:
             return await self._chunks.__anext__()
         except StopAsyncIteration:
             return b""
         except self._errors as exc:
-            raise _broken_body(self._resp, exc) from exc
+            error = APIConnectionError(
+                message="Connection lost while reading the response", request=self._describe()
+            )
+            cause = summarize_cause(exc)
+        raise error from cause
+
+    async def read(self) -> bytes:
+        try:
+            return await self._body.read()
+        finally:
+            await self.aclose()
+
+    async def read_some(self) -> bytes:
+        return await self._body.read_some()
 
     def close(self) -> None:
         """httpx closes a streamed response only asynchronously: nothing to do here.
@@ -69,17 +96,11 @@ class HttpxResponse:
         await self.aclose()
 
 
-def _broken_body(resp: Any, exc: BaseException) -> APIConnectionError:
-    return APIConnectionError(
-        message=f"Connection lost while reading the response: {exc!r}",
-        request=describe_request(resp.request.method, str(resp.request.url)),
-    )
-
-
 class HttpxTransport:
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._httpx = httpx_module_of(client)
+    def __init__(self, client: Any, *, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._client: Any = client
+        self._hx = httpx_module_of(client)
+        self._limits = limits
 
     @property
     def client(self) -> Any:
@@ -93,27 +114,62 @@ class HttpxTransport:
         headers: Mapping[str, str],
         content: bytes | None,
         connect_timeout: float | None,
+    ) -> RawResponse:
+        url, sent = prepare(url, headers)
+
+        async def send_once(
+            method: str, url: str, headers: Mapping[str, str], content: bytes | None
+        ) -> HttpxResponse:
+            return await self._send_once(method, url, headers, content, connect_timeout)
+
+        return await follow(send_once, method, url, sent, content, max_redirects=self._limits.max_redirects)
+
+    async def _send_once(
+        self, method: str, url: str, headers: Mapping[str, str], content: bytes | None, connect: float | None
     ) -> HttpxResponse:
-        httpx = self._httpx
-        request = self._client.build_request(method, url, headers=dict(headers), content=content)
-        request.extensions["timeout"] = httpx.Timeout(None, connect=connect_timeout).as_dict()
+        hx = self._hx
+        error: Exception
         try:
-            resp = await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise _Timeout(
-                describe_request(method, url, headers), message=f"Timed out connecting to {url}"
-            ) from exc
-        except httpx.ConnectError as exc:
-            raise ServerUnreachable(
-                message=f"Cannot connect: {exc.__class__.__name__}: {exc}",
-                request=describe_request(method, url, headers),
-            ) from exc
-        except httpx.TransportError as exc:
-            raise APIConnectionError(
-                message=f"Connection error: {exc.__class__.__name__}: {exc}",
-                request=describe_request(method, url, headers),
-            ) from exc
-        return HttpxResponse(resp, httpx.TransportError)
+            request = self._client.build_request(method, url, headers=dict(headers), content=content)
+            request.extensions["timeout"] = hx.Timeout(None, connect=connect).as_dict()
+            resp = await self._client.send(request, stream=True, follow_redirects=False)
+        except (hx.HTTPError, hx.InvalidURL, ValueError) as exc:
+            error = _connect_error(hx, exc, method, url, headers)
+            cause = summarize_cause(exc, secret_values(headers))
+        else:
+            return HttpxResponse(resp, self._limits, (hx.TransportError, hx.DecodingError))
+        raise error from cause
 
     async def aclose(self) -> None:
         """The ``AsyncClient`` is openai's: it closes it with the client."""
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _connect_error(
+    hx: ModuleType, exc: BaseException, method: str, url: str, headers: Mapping[str, str]
+) -> Exception:
+    """The library's error for a request that got no response (``exc`` itself is not kept)."""
+    request = describe_request(method, url, headers)
+    shown = mask_url(url)
+    cert = _certificate_error(exc)
+    if cert is not None:
+        return CertificateVerificationError(
+            message=f"TLS certificate verification failed for {shown}: {cert.verify_message or cert}; not retried",
+            request=request,
+        )
+    if isinstance(exc, hx.TimeoutException):
+        return _Timeout(request, message=f"Timed out connecting to {shown}")
+    detail = summarize_cause(exc, secret_values(headers))
+    if isinstance(exc, hx.ConnectError):
+        return ServerUnreachable(message=f"Cannot connect: {detail}", request=request)
+    return APIConnectionError(message=f"Connection error: {detail}", request=request)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .._secrets import mask_url
 from ._validate import check_int, check_number, reject
 
 __all__ = ["BreakerConfig"]
@@ -83,7 +84,7 @@ class BreakerConfig:
         for key in self.__dataclass_fields__:
             value = getattr(self, key)
             if key == "metrics_url" and value is not None:
-                value = _redact(value)
+                value = mask_url(value)
             shown.append(f"{key}={value!r}")
         return f"BreakerConfig({', '.join(shown)})"
 
@@ -98,18 +99,4 @@ def _check_url(url: object) -> None:
     except ValueError:
         valid = False
     if not valid:
-        reject("BreakerConfig", "metrics_url", _redact(url), expected)
-
-
-def _redact(url: str) -> str:
-    """``url`` for logs, reprs and errors: credentials and query string masked."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "?***" if parts.query else ""
-    scheme = f"{parts.scheme}://" if parts.scheme else ""
-    return f"{scheme}{netloc}{parts.path}{query}"
+        reject("BreakerConfig", "metrics_url", mask_url(url), expected)

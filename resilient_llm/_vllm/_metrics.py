@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 from prometheus_client.parser import text_string_to_metric_families
 
 from resilient_llm._exceptions import ConfigError
+from resilient_llm._secrets import mask_url
 from resilient_llm._vllm._load import ServerLoad
 
 __all__ = [
@@ -74,7 +75,7 @@ def server_root_url(base_url: str) -> str:
     except ValueError:
         valid = False
     if not valid:
-        raise ConfigError(f"base_url must be an http(s) URL with a host, got {_redact(base_url)!r}")
+        raise ConfigError(f"base_url must be an http(s) URL with a host, got {mask_url(base_url)!r}")
     path = parts.path.rstrip("/")
     if path.endswith("/v1"):
         path = path[: -len("/v1")]
@@ -175,15 +176,3 @@ def _read_gauges(text: str) -> dict[str, dict[str, float]]:
 
 def _is_count(value: float) -> bool:
     return math.isfinite(value) and value >= 0
-
-
-def _redact(url: str) -> str:
-    """``url`` without any user:password part, for error messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None and parts.username is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, "***@" + netloc, parts.path, parts.query, parts.fragment))

@@ -20,7 +20,8 @@ import anyio
 import sniffio
 
 from .._events import MetricsAvailability, OrphansAborted, emit
-from .._policies._breaker_config import BreakerConfig, _redact
+from .._policies._breaker_config import BreakerConfig
+from .._secrets import mask_url
 from ._load import ServerLoad
 from ._metrics import parse_metrics
 from ._orphans import OrphanDetector
@@ -132,11 +133,11 @@ class ServerMonitor:
         first = self._available is None
         self._available = available
         if first and available:
-            logger.info("reading server load from %s", _redact(str(self.url)))
+            logger.info("reading server load from %s", mask_url(str(self.url)))
         elif self._engine.hooks:
             emit(
                 self._engine.hooks,
-                MetricsAvailability(available=available, url=_redact(str(self.url)), detail=self._detail),
+                MetricsAvailability(available=available, url=mask_url(str(self.url)), detail=self._detail),
             )
 
     def _headroom(self, load: ServerLoad | None) -> int | None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 from resilient_llm._exceptions import ConfigError
+from resilient_llm._secrets import mask_url
 from resilient_llm._vllm._load import ServerLoad
 from resilient_llm._vllm._metrics import (
     combine_engines,
@@ -128,7 +129,7 @@ def probe(
         health = _get(http, f"{root}/health", "health", errors)
         if health is None:
             return ProbeReport(
-                url=base_url,
+                url=mask_url(base_url),
                 status="down",
                 reasons=(errors["health"],),
                 errors=errors,
@@ -165,7 +166,7 @@ def probe(
         if reasons:
             status = "saturated"
     return ProbeReport(
-        url=base_url,
+        url=mask_url(base_url),
         status=status,
         reasons=tuple(reasons),
         health=health.status_code,
