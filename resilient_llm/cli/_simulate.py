@@ -15,7 +15,13 @@ import sys
 from typing import Any
 
 from resilient_llm._exceptions import ConfigError
-from resilient_llm.testing import LogNormalLength, SimulatorConfig, VLLMSimulator, parse_faults
+from resilient_llm.testing import (
+    LogNormalLength,
+    SimulatedReplicas,
+    SimulatorConfig,
+    VLLMSimulator,
+    parse_faults,
+)
 
 __all__ = ["add_parser", "config_from_args", "run"]
 
@@ -60,6 +66,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="serve this many replicas on consecutive ports from --port"
+    )
     parser.add_argument("--model", default=SimulatorConfig.model, help="served model name")
     parser.add_argument("--capacity", type=int, default=16, help="sequences running at once per engine")
     parser.add_argument("--engines", type=int, default=1, help="data-parallel engines (metric series)")
@@ -129,12 +138,27 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     return SimulatorConfig(**options)
 
 
-async def _serve(config: SimulatorConfig) -> None:
+async def _serve(config: SimulatorConfig, replicas: int = 1) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
+    if replicas > 1:
+        async with SimulatedReplicas(config, replicas=replicas) as fleet:
+            urls = " ".join(fleet.base_urls)
+            print(
+                f"Simulated vLLM serving {config.model!r} on {replicas} replicas: {urls} (Ctrl-C to stop)",
+                flush=True,
+            )
+            await stop.wait()
+            print(f"Stopped. peak_in_flight={fleet.peak_in_flight}", flush=True)
+            for url, stats in zip(fleet.base_urls, fleet.stats(), strict=True):
+                print(
+                    f"  {url}: requests={stats.requests_received} completed={stats.requests_completed}",
+                    flush=True,
+                )
+        return
     async with VLLMSimulator(config) as sim:
         print(f"Simulated vLLM serving {config.model!r} at {sim.base_url} (Ctrl-C to stop)", flush=True)
         await stop.wait()
@@ -153,8 +177,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"resilient-llm simulate: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.replicas < 1:
+        print(f"resilient-llm simulate: error: --replicas must be >= 1, got {args.replicas}", file=sys.stderr)
+        return 2
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, args.replicas))
     except OSError as exc:
         print(f"resilient-llm simulate: cannot serve on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
