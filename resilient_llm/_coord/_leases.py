@@ -31,7 +31,7 @@ import logging
 import math
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import anyio
@@ -144,7 +144,7 @@ class GlobalConcurrencyLimit:
         self._ids = (f"{process_id}:{n}" for n in itertools.count())
         self._waiters: deque[_Waiter] = deque()
         self._held: set[str] = set()
-        self._to_release: list[str] = []
+        self._to_release: list[tuple[str, float]] = []  # (lease id, when it was given up)
         self._queued = False  # this process may have a ticket in Redis's queue
         self._next_renew = math.inf
         self._started = False
@@ -212,6 +212,8 @@ class GlobalConcurrencyLimit:
                 self.release(w.lease)
             elif w in self._waiters:
                 self._waiters.remove(w)
+                if not self._waiters:
+                    self.kick()  # let the pump take this process's ticket out of the queue
             raise
 
     def release(self, lease: Lease) -> None:
@@ -219,7 +221,7 @@ class GlobalConcurrencyLimit:
         if lease.id not in self._held:
             return
         self._held.discard(lease.id)
-        self._to_release.append(lease.id)  # local leases too: a renewal may have put them in Redis
+        self._give_back([lease.id])  # local leases too: a renewal may have put them in Redis
         self.kick()
 
     def kick(self) -> None:
@@ -266,6 +268,8 @@ class GlobalConcurrencyLimit:
             await self._leave()
 
     def _sleep_time(self) -> float:
+        if self._link.up and (self._to_release or (self._queued and not self._waiters)):
+            return 0.0  # more to do: leases given back or a ticket left while the last step ran
         delay = math.inf
         if self._held:
             delay = max(0.0, self._next_renew - self._clock())
@@ -286,12 +290,12 @@ class GlobalConcurrencyLimit:
                 [self._limit, _ms(self._config.lease_ttl), self._ticket, _ms(self._config.ticket_ttl), *ids],
             )
         except CoordinationUnavailable:
-            self._to_release.extend(ids)  # perhaps granted before the reply was lost
+            self._give_back(ids)  # perhaps granted before the reply was lost
             self._queued = True
             self._grant_local()
             return
         except BaseException:
-            self._to_release.extend(ids)
+            self._give_back(ids)
             raise
         granted = int(reply[0])
         self._queued = granted == 0
@@ -305,7 +309,7 @@ class GlobalConcurrencyLimit:
 
     def _hand_out(self, lease: Lease) -> None:
         if not self._waiters:  # the waiter left while Redis answered
-            self._to_release.append(lease.id)
+            self._give_back([lease.id])
             return
         w = self._waiters.popleft()
         self._held.add(lease.id)
@@ -313,22 +317,32 @@ class GlobalConcurrencyLimit:
         w.lease = lease
         w.event.set()
 
+    def _give_back(self, ids: Iterable[str]) -> None:
+        at = self._clock()
+        self._to_release.extend((lease_id, at) for lease_id in ids)
+
     async def _flush_releases(self) -> None:
-        ids, self._to_release = self._to_release, []
-        holders = self._keys[0]
-        with contextlib.suppress(CoordinationUnavailable):  # else they lapse within lease_ttl
+        # Kept until Redis confirms, so that leases granted by a call whose reply was lost do not hold
+        # slots for a whole lease_ttl once Redis answers again; older ones have lapsed anyway.
+        cutoff = self._clock() - self._config.lease_ttl
+        pending = [(lease_id, at) for lease_id, at in self._to_release if at > cutoff]
+        self._to_release = []
+        if not pending:
+            return
+        holders, ids = self._keys[0], [lease_id for lease_id, _ in pending]
+        try:
             await self._link.call(lambda client: client.zrem(holders, ids))
+        except CoordinationUnavailable:
+            self._to_release = pending + self._to_release
 
     async def _renew(self) -> None:
         with contextlib.suppress(CoordinationUnavailable):  # else re-added when Redis is back
             await self._link.eval(RENEW, self._keys[:1], [_ms(self._config.lease_ttl), *sorted(self._held)])
 
     async def _leave(self) -> None:
-        try:
+        self._queued = False
+        with contextlib.suppress(CoordinationUnavailable):  # else the ticket lapses within ticket_ttl
             await self._link.eval(LEAVE, self._keys[1:3], [self._ticket])
-            self._queued = False
-        except CoordinationUnavailable:
-            pass  # the ticket lapses within ticket_ttl
 
     async def close(self) -> None:
         """After :meth:`run` ended: fail the waiters, give back every lease and the ticket (best effort)."""
@@ -336,7 +350,7 @@ class GlobalConcurrencyLimit:
         for w in self._waiters:
             w.event.set()
         self._waiters.clear()
-        self._to_release.extend(self._held)
+        self._give_back(self._held)
         self._held.clear()
         if self._to_release:
             await self._flush_releases()
