@@ -106,18 +106,20 @@ def check_headers(headers: Mapping[str, str], *, name: str = "default_headers") 
 
 
 def mask_url(url: object) -> str:
-    """``url`` for display: ``user:password@`` → ``***@``, a query string → ``?***``."""
+    """``url`` for display: ``user:password@`` → ``***@``, a query string → ``?***``.
+
+    Plain string work (no URL parser), so any scheme keeps its shape (``unix:///run/redis.sock``) and
+    an unparseable URL is masked all the same.
+    """
     text = str(url)
     if "@" not in text and "?" not in text:
         return text
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return re.sub(r"//[^/?#]*@", f"//{_MASK}@", text).split("?", 1)[0]
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{_MASK}@" + netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, _MASK if parts.query else "", parts.fragment))
+    text = _USERINFO.sub(rf"\1{_MASK}@", text, count=1)
+    return _QUERY.sub(f"?{_MASK}", text, count=1)
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#]*@")
+_QUERY = re.compile(r"\?[^#]*")
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:

@@ -18,7 +18,14 @@ import sys
 from typing import Any
 
 from resilient_llm._exceptions import ConfigError
-from resilient_llm.testing import FAULT_KINDS, LogNormalLength, SimulatorConfig, VLLMSimulator, parse_faults
+from resilient_llm.testing import (
+    FAULT_KINDS,
+    LogNormalLength,
+    SimulatedReplicas,
+    SimulatorConfig,
+    VLLMSimulator,
+    parse_faults,
+)
 from resilient_llm.testing._request_log import REQUEST_LOGGER
 
 __all__ = ["FAULT_HELP", "add_parser", "check_extras", "config_from_args", "run"]
@@ -100,6 +107,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host})")
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, metavar="N", help=f"port (default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve N replicas on consecutive ports from --port (default 1)",
     )
     parser.add_argument(
         "--model", default=d.model, metavar="NAME", help=f"served model name (default {d.model})"
@@ -272,12 +286,23 @@ def startup_line(config: SimulatorConfig, base_url: str) -> str:
     return f"Simulated vLLM at {base_url} (Ctrl-C to stop): {', '.join(parts)}"
 
 
-async def _serve(config: SimulatorConfig) -> None:
+async def _serve(config: SimulatorConfig, replicas: int = 1) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
+    if replicas > 1:
+        async with SimulatedReplicas(config, replicas=replicas) as fleet:
+            print(startup_line(config, " ".join(fleet.base_urls)), flush=True)
+            await stop.wait()
+            print(f"Stopped. peak_in_flight={fleet.peak_in_flight}", flush=True)
+            for url, stats in zip(fleet.base_urls, fleet.stats(), strict=True):
+                print(
+                    f"  {url}: requests={stats.requests_received} completed={stats.requests_completed}",
+                    flush=True,
+                )
+        return
     async with VLLMSimulator(config) as sim:
         print(startup_line(config, sim.base_url), flush=True)
         await stop.wait()
@@ -303,8 +328,11 @@ def run(args: argparse.Namespace) -> int:
         simulator_log = logging.getLogger("resilient_llm.testing")
         simulator_log.setLevel(logging.DEBUG)
         simulator_log.addFilter(_FaultsAndLevel(logging.getLevelName(args.log_level)))
+    if args.replicas < 1:
+        print(f"resilient-llm simulate: error: --replicas must be >= 1, got {args.replicas}", file=sys.stderr)
+        return 2
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, args.replicas))
     except OSError as exc:
         print(f"resilient-llm simulate: cannot serve on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1

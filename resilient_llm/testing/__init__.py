@@ -9,6 +9,7 @@ from resilient_llm.testing._config import (
     SimulatorConfig,
     parse_faults,
 )
+from resilient_llm.testing._replicas import ReplicaFaults, SimulatedReplicas
 from resilient_llm.testing._server import VLLMSimulator
 from resilient_llm.testing._stats import QueueSample, SimulatorStats
 from resilient_llm.testing._thread import SimulatorThread
@@ -18,6 +19,8 @@ __all__ = [
     "FaultKind",
     "LogNormalLength",
     "QueueSample",
+    "ReplicaFaults",
+    "SimulatedReplicas",
     "SimulatorConfig",
     "SimulatorStats",
     "SimulatorThread",

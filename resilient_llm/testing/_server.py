@@ -9,23 +9,27 @@
 
 It runs on the current asyncio loop; :class:`~resilient_llm.testing.SimulatorThread` runs one on a
 loop of its own for trio or synchronous code. A restart really closes the listening socket and
-every open connection, so clients see refused connections until it is back.
+every open connection, so clients see refused connections until it is back; :meth:`die` does the
+same for good. :meth:`set_draining` makes it refuse new generation requests with 503 (and answer
+``/health`` with 503) while the running ones finish. Several of them side by side:
+:class:`~resilient_llm.testing.SimulatedReplicas`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from types import TracebackType
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from resilient_llm.testing._config import SimulatorConfig
 from resilient_llm.testing._core import MetricsMode, SimulatorCore
-from resilient_llm.testing._handlers import GenerationHandlers, stamp_request_id
+from resilient_llm.testing._handlers import GenerationHandlers, error_response, stamp_request_id
 from resilient_llm.testing._request_log import log_requests
-from resilient_llm.testing._stats import QueueSample, SimulatorStats
+from resilient_llm.testing._stats import InFlightGauge, QueueSample, SimulatorStats
 from resilient_llm.testing._wire import dumps, models_body
 
 __all__ = ["VLLMSimulator"]
@@ -34,6 +38,8 @@ logger = logging.getLogger("resilient_llm.testing")
 
 _SHUTDOWN_TIMEOUT = 1.0
 _METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+_DRAINING = "The server is draining: it finishes the requests it has and accepts no new ones."
 
 
 @web.middleware
@@ -53,10 +59,18 @@ async def _json_http_errors(request: web.Request, handler: Handler) -> web.Strea
 
 
 class VLLMSimulator:
-    """An OpenAI-compatible server that behaves like vLLM where it matters (see :class:`SimulatorConfig`)."""
+    """An OpenAI-compatible server that behaves like vLLM where it matters (see :class:`SimulatorConfig`).
 
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
+    ``gauges``: extra in-flight gauges to count this server's generation requests in (the replica set
+    passes one shared by all its replicas); the server always keeps its own (``peak_in_flight``).
+    """
+
+    def __init__(
+        self, config: SimulatorConfig | None = None, *, gauges: Sequence[InFlightGauge] = ()
+    ) -> None:
         self._config = config if config is not None else SimulatorConfig()
+        self._gauges = tuple(gauges)
+        self._draining = False
         self._core: SimulatorCore | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -81,7 +95,9 @@ class VLLMSimulator:
             raise RuntimeError("the simulator is already started")
         core = SimulatorCore(self._config, asyncio.get_running_loop(), on_restart=self._restart_soon)
         generation = GenerationHandlers(core)
-        middlewares = [log_requests, _json_http_errors] if self._config.log_requests else [_json_http_errors]
+        middlewares = [_json_http_errors, self._gate(core)]
+        if self._config.log_requests:
+            middlewares.insert(0, log_requests)
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=middlewares)
         app.router.add_post("/v1/chat/completions", generation.chat)
         app.router.add_post("/v1/completions", generation.completions)
@@ -116,6 +132,28 @@ class VLLMSimulator:
             await self._runner.cleanup()
         self._runner = self._site = self._core = None
         self._up.clear()
+
+    def _gate(self, core: SimulatorCore) -> Middleware:
+        """Count generation requests in flight; while draining, refuse them (503) and fail ``/health``."""
+        gauges = (core.stats.in_flight, *self._gauges)
+
+        @web.middleware
+        async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.method != "POST" or request.path not in _GENERATION_PATHS:
+                if self._draining and request.path == "/health":
+                    return web.Response(status=503)
+                return await handler(request)
+            for gauge in gauges:
+                gauge.enter()
+            try:
+                if self._draining:
+                    return error_response(503, _DRAINING, "Service Unavailable")
+                return await handler(request)
+            finally:
+                for gauge in gauges:
+                    gauge.exit()
+
+        return gate
 
     async def _bind(self) -> None:
         assert self._runner is not None
@@ -176,6 +214,15 @@ class VLLMSimulator:
     def waiting(self) -> int:
         return self._require_core().waiting()
 
+    @property
+    def in_flight(self) -> int:
+        """Generation requests being handled now (see ``SimulatorStats.peak_in_flight``)."""
+        return self._require_core().stats.in_flight.current
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
     # -- server-wide faults --------------------------------------------------------------------
     async def restart(self, down_for: float | None = None) -> None:
         """Go down now and come back after ``down_for`` simulated seconds (× ``time_scale``).
@@ -184,18 +231,34 @@ class VLLMSimulator:
         returns with empty queues and zeroed ``/metrics`` counters (the simulator's own counters
         go on). Returns once it is down; :meth:`wait_up` waits for the return.
         """
-        core = self._require_core()
         down = self._config.scaled(self._config.restart_down_for if down_for is None else down_for)
+        await self._go_down()
+        logger.info("simulated vLLM restarting: down for %.3fs", down)
+        self._comeback = asyncio.create_task(self._come_back(down))
+
+    async def die(self) -> None:
+        """Go down for good: as :meth:`restart`, but the server never comes back (connections are
+        refused from now on). Its counters stay readable."""
+        await self._go_down()
+        logger.info("simulated vLLM on port %d died", self._port)
+
+    def set_draining(self, draining: bool = True) -> None:
+        """Draining: new generation requests get 503 and ``/health`` 503; running requests finish."""
+        self._require_core()
+        self._draining = draining
+        logger.info("simulated vLLM on port %d %s", self._port, "draining" if draining else "accepting again")
+
+    async def _go_down(self) -> None:
+        core = self._require_core()
+        if self._comeback is not None:
+            self._comeback.cancel()
+            self._comeback = None
         if self._site is not None:
             await self._site.stop()
             self._site = None
         self._up.clear()
         self._drop_connections()
         core.reset()
-        logger.info("simulated vLLM restarting: down for %.3fs", down)
-        if self._comeback is not None:
-            self._comeback.cancel()
-        self._comeback = asyncio.create_task(self._come_back(down))
 
     async def _come_back(self, down: float) -> None:
         await asyncio.sleep(down)
@@ -251,6 +314,8 @@ class VLLMSimulator:
             "waiting": core.waiting(),
             "attempts": core.planner.attempts,
             "engine_dead": core.dead,
+            "in_flight": core.stats.in_flight.current,
+            "draining": self._draining,
             "metrics_mode": core.metrics_mode,
         }
         return web.Response(body=dumps(body), content_type="application/json")

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["QueueSample", "SimulatorStats", "StatsRecorder"]
+__all__ = ["InFlightGauge", "QueueSample", "SimulatorStats", "StatsRecorder"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,10 @@ class SimulatorStats:
     ``tokens_wasted`` counts tokens the engine generated that never reached a client (ghosts,
     aborted and dropped requests, cut streams); it is settled when a request's handler ends, so
     ``tokens_generated == tokens_delivered + tokens_wasted`` once no request is in flight.
+
+    ``peak_in_flight``: the most generation requests (chat, completions, embeddings) that were being
+    handled at once, from arrival to the end of their handler, refused ones included — what a global
+    concurrency limit in front of the server must keep at or below its limit.
     """
 
     requests_received: int = 0
@@ -37,10 +41,29 @@ class SimulatorStats:
     tokens_wasted: int = 0
     peak_waiting: int = 0
     peak_running: int = 0
+    peak_in_flight: int = 0
     restarts: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class InFlightGauge:
+    """Requests in flight now and the most at once; one per simulator, or shared by several replicas."""
+
+    __slots__ = ("current", "peak")
+
+    def __init__(self) -> None:
+        self.current = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        self.current += 1
+        if self.current > self.peak:
+            self.peak = self.current
+
+    def exit(self) -> None:
+        self.current -= 1
 
 
 class StatsRecorder:
@@ -56,6 +79,7 @@ class StatsRecorder:
         self.tokens_wasted = 0
         self.peak_waiting = 0
         self.peak_running = 0
+        self.in_flight = InFlightGauge()
         self.restarts = 0
 
     def observe_queue(self, running: int, waiting: int) -> None:
@@ -81,5 +105,6 @@ class StatsRecorder:
             tokens_wasted=self.tokens_wasted,
             peak_waiting=self.peak_waiting,
             peak_running=self.peak_running,
+            peak_in_flight=self.in_flight.peak,
             restarts=self.restarts,
         )
