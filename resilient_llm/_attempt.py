@@ -34,11 +34,9 @@ from ._exceptions import (
 from ._http._base import RawResponse, Transport, describe_request, to_httpx_response
 from ._json import dumps, loads
 from ._limits import DEFAULT_MAX_EVENT_BYTES
-from ._scope import DeadlineScope, deadline_scope
+from ._scope import deadline_scope
 from ._sse import EventReader
-
-#: Moving a cancel scope's deadline costs a timer reschedule: skip moves shorter than this share of silence.
-_MOVE_SLACK = 0.05
+from ._watch import Watch, Watches
 
 
 class Assembler(Protocol):
@@ -84,61 +82,6 @@ class Request:
         return self._content
 
 
-class Watch:
-    """An attempt waiting on the server, as the orphan detector sees it.
-
-    ``sent_at``: when the request went out; ``first_byte_at``: when the first event of the answer
-    arrived (before that the request may sit in the server's queue, or not be counted by its
-    ``/metrics`` yet); ``silent_since``: the last event. ``scope`` is the cancel scope of the read in
-    progress, which :meth:`abort_orphan` cancels.
-    """
-
-    __slots__ = (
-        "client_waiting",
-        "deadline_at",
-        "first_byte_at",
-        "orphaned",
-        "scope",
-        "sent_at",
-        "server_active",
-        "silence",
-        "silent_since",
-    )
-
-    def __init__(self, scope: DeadlineScope, now: float, silence: float | None, deadline_at: float) -> None:
-        self.scope = scope
-        self.sent_at = now
-        self.silent_since = now
-        self.first_byte_at: float | None = None
-        self.silence = silence
-        self.deadline_at = deadline_at
-        self.orphaned = False
-        self.server_active = 0
-        self.client_waiting = 0
-
-    @property
-    def started(self) -> bool:
-        """Whether any byte of the answer arrived (before that, the request may be queued)."""
-        return self.first_byte_at is not None
-
-    def heard(self, now: float) -> None:
-        self.silent_since = now
-        if self.first_byte_at is None:
-            self.first_byte_at = now
-
-    def excuse_silence(self, now: float) -> None:
-        """The server reports a waiting queue this request may be in: restart its silence clock."""
-        if self.silence is not None:
-            until = min(self.deadline_at, now + self.silence)
-            if until > self.scope.deadline:
-                self.scope.deadline = until
-
-    def abort_orphan(self, server_active: int, client_waiting: int) -> None:
-        self.orphaned = True
-        self.server_active, self.client_waiting = server_active, client_waiting
-        self.scope.cancel()
-
-
 @dataclass(slots=True)
 class Attempt:
     """The per-attempt context the call pipeline hands to a plan and its readers.
@@ -153,9 +96,10 @@ class Attempt:
     deadline_at: float
     connect_timeout: float | None
     clock: Callable[[], float]
-    watches: dict[Watch, None] | None  # the orphan detector's registry, None when it is off
+    watches: Watches | None  # the orphan detector's registry, None when it is off
     status_error: Callable[[Any], APIError]
     release: Callable[[BaseException | None], None]
+    responded: Callable[[], None] = lambda: None  # an HTTP response arrived (the server is up)
     number: int = 1  # 1 for the first attempt of a call
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     request: Request | None = None
@@ -167,10 +111,16 @@ class Attempt:
         self.kept = True
         return self.release
 
-    def first_deadline(self) -> float:
-        if self.silence is None:
-            return self.deadline_at
-        return min(self.deadline_at, self.clock() + self.silence)
+    def new_watch(self) -> Watch:
+        """The watch of this attempt's wait, registered with the orphan detector when it is on."""
+        watch = Watch(now=self.clock(), silence=self.silence, deadline_at=self.deadline_at)
+        if self.watches is not None:
+            self.watches.add(watch)
+        return watch
+
+    def forget(self, watch: Watch) -> None:
+        if self.watches is not None:
+            self.watches.discard(watch)
 
     def describe(self) -> Any:
         req = self.request
@@ -197,6 +147,7 @@ async def send(att: Attempt) -> RawResponse:
     raw = await att.transport.request(
         req.method, req.url, headers=req.headers, content=req.content, connect_timeout=att.connect_timeout
     )
+    att.responded()
     if raw.status >= 400:
         body = await raw.read()
         raise att.status_error(to_httpx_response(raw, att.describe(), body))
@@ -227,38 +178,28 @@ class _Waiting:
     orphan or stall.
     """
 
-    __slots__ = ("att", "raw", "scope", "watch")
+    __slots__ = ("att", "kept", "raw", "scope", "watch")
 
     def __init__(self, att: Attempt) -> None:
         self.att = att
-        self.scope = deadline_scope(att.first_deadline())
+        self.watch = att.new_watch()
+        self.scope = deadline_scope(self.watch.first_deadline(att.clock()))
         self.raw: RawResponse | None = None
-        self.watch: Watch | None = None
+        self.kept = False
 
     async def __aenter__(self) -> _Waiting:
         await self.scope.__aenter__()
-        att = self.att
-        if att.watches is not None:
-            self.watch = Watch(self.scope, att.clock(), att.silence, att.deadline_at)
-            att.watches[self.watch] = None
+        self.watch.bind(self.scope)
         return self
 
     def heard(self) -> None:
-        """An event arrived: the server is alive; move the silence limit forward."""
-        att = self.att
-        now = att.clock()
-        if self.watch is not None:
-            self.watch.heard(now)
-        silence, scope = att.silence, self.scope
-        if silence is not None and scope.deadline < att.deadline_at:
-            move_to = now + silence
-            if move_to - scope.deadline > silence * _MOVE_SLACK:
-                scope.deadline = min(move_to, att.deadline_at)
+        """An event arrived: the server is alive; the watch moves the silence limit forward."""
+        self.watch.heard(self.att.clock())
 
-    def hand_over(self) -> Watch | None:
+    def hand_over(self) -> Watch:
         """A committed stream keeps the connection and the registration from here on."""
-        watch, self.watch, self.raw = self.watch, None, None
-        return watch
+        self.kept, self.raw = True, None
+        return self.watch
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
@@ -266,12 +207,11 @@ class _Waiting:
         if exc_type is not None and self.raw is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                 await self.raw.aclose()
-        watch = self.watch
-        if watch is not None and self.att.watches is not None:
-            self.att.watches.pop(watch, None)
+        if not self.kept:
+            self.att.forget(self.watch)
         await self.scope.__aexit__(exc_type, exc, tb)  # re-raises anything but its own cancellation
         if self.scope.cancelled_caught:  # the scope expired (or was cancelled as an orphan)
-            raise self.att.timed_out(watch) from None
+            raise self.att.timed_out(self.watch) from None
 
 
 async def read_json(att: Attempt) -> tuple[RawResponse, dict[str, Any]]:
@@ -349,7 +289,7 @@ class OpenedStream:
 
     raw: RawResponse
     reader: EventReader
-    watch: Watch | None = None  # stays registered with the orphan detector until the stream closes
+    watch: Watch  # stays registered with the orphan detector until the stream closes
 
 
 async def open_stream(att: Attempt) -> OpenedStream:
@@ -394,7 +334,6 @@ __all__ = [
     "DeadlineReached",
     "OpenedStream",
     "Request",
-    "Watch",
     "open_stream",
     "read_assembled",
     "read_json",

@@ -27,7 +27,7 @@ import pydantic
 
 from ._attempt import Assembler, Attempt, OpenedStream, Request, open_stream, read_assembled, read_json
 from ._compat import add_request_id, construct_type, httpx_flavour
-from ._exceptions import APIResponseValidationError
+from ._exceptions import APIResponseValidationError, ServerUnreachable
 from ._http._base import RawResponse, describe_request, stream_response
 from ._json import dumps
 from ._secrets import mask_url
@@ -220,9 +220,26 @@ class SdkPlan:
         headers: Mapping[str, Any] = options.headers if isinstance(options.headers, Mapping) else {}
         if not any(k.lower() == "x-stainless-retry-count" for k in headers):
             options.headers = {**headers, "X-Stainless-Retry-Count": str(att.number - 1)}
-        return await openai.AsyncOpenAI.request(
-            self.client, self.cast_to, options, stream=self.stream, stream_cls=self.stream_cls
-        )
+        try:
+            result = await openai.AsyncOpenAI.request(
+                self.client, self.cast_to, options, stream=self.stream, stream_cls=self.stream_cls
+            )
+        except openai.APIStatusError:
+            att.responded()
+            raise
+        except openai.APIConnectionError as exc:
+            if type(exc) is openai.APIConnectionError and _refused(exc.__cause__):
+                raise ServerUnreachable(
+                    message=f"Cannot connect to {self.url}", request=self.describe()
+                ) from None
+            raise
+        att.responded()
+        return result
+
+
+def _refused(cause: BaseException | None) -> bool:
+    """Whether openai's connection error came from a connection that could not be opened."""
+    return cause is not None and type(cause).__name__ == "ConnectError"
 
 
 __all__ = ["FastPlan", "Mode", "ModelResult", "SdkPlan", "SdkResult"]

@@ -107,7 +107,9 @@ class AsyncOpenAI(openai.AsyncOpenAI):
             non-streaming calls (streamed under the hood and reassembled). ``None`` switches it off
             (non-streaming calls are then sent as such). Default 60.
         max_concurrency: calls in flight at once, shared by this client and its ``with_options``
-            copies; further calls wait in FIFO order. Default 64.
+            copies; further calls wait in FIFO order. A hard cap when given. Default ``None``: the
+            server's batch capacity, read from its ``/metrics``, plus the waiting queue the breaker
+            allows (64 while the server shows no metrics).
         rate_limit: requests per second (a number or :class:`RateLimit` with a burst); ``None``
             (default) switches it off.
         ramp_up: seconds over which allowed concurrency rises from 10 % to ``max_concurrency`` when
@@ -146,7 +148,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         http_client: Any = None,
         deadline: float | NotGiven = NOT_GIVEN,
         stall_timeout: float | NotGiven | None = NOT_GIVEN,
-        max_concurrency: int | NotGiven = NOT_GIVEN,
+        max_concurrency: int | NotGiven | None = NOT_GIVEN,
         rate_limit: float | RateLimit | NotGiven | None = NOT_GIVEN,
         ramp_up: float | NotGiven = NOT_GIVEN,
         breaker: BreakerConfig | NotGiven | None = NOT_GIVEN,
@@ -224,6 +226,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
 
     def _new_engine(self) -> Engine:
         return Engine(
+            server=self._server_url,
             metrics_url=derive_metrics_url(self._server_url),
             transport_factory=default_transport(
                 lambda: self._client, user_given=self._user_http_client, limits=self._engine_args["limits"]
@@ -527,7 +530,7 @@ def _resilience_settings(
         raise ConfigError(f"limits must be a Limits, got {limits!r}")
     concurrency = pick("max_concurrency", max_concurrency, DEFAULT_MAX_CONCURRENCY)
     engine_args: dict[str, Any] = {
-        "max_concurrency": _count("max_concurrency", concurrency, minimum=1),
+        "max_concurrency": None if concurrency is None else _count("max_concurrency", concurrency, minimum=1),
         "ramp_up": _positive("ramp_up", pick("ramp_up", ramp_up, DEFAULT_RAMP_UP), allow_zero=True),
         "rate_limit": resolve_rate_limit(rate_limit, env),
         "breaker": resolve_breaker(breaker, env),

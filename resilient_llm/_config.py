@@ -72,7 +72,9 @@ DEFAULT_TIMEOUT: Final = _openai_default_timeout
 #: The longest silence tolerated while an answer is produced (before the first token too).
 DEFAULT_STALL_TIMEOUT: Final = 60.0
 DEFAULT_MAX_RETRIES: Final = 4
-DEFAULT_MAX_CONCURRENCY: Final = 64
+#: ``None``: no fixed limit — the server's batch capacity (from its ``/metrics``) plus the queue the
+#: breaker allows sets it; 64 while the server shows no metrics (``_upstream.FALLBACK_CONCURRENCY``).
+DEFAULT_MAX_CONCURRENCY: Final[int | None] = None
 DEFAULT_RAMP_UP: Final = 10.0
 
 ENV_PREFIX: Final = "RESILIENT_LLM_"

@@ -8,21 +8,20 @@ One call, top-down (:meth:`Engine.call`)::
                                  ├─ retry budget         no retry storms against a dead server
                                  └─ backoff sleep        never one that would end past the deadline
 
-The engine owns the transport, limiter, breaker, retry budget, ramp, stats and the server monitor.
-``AsyncOpenAI.with_options`` copies share one engine, so they share the pool and every limit.
+The engine owns the transport, limiter, breaker, retry budget, ramp and stats, and what it knows of the
+server (``_upstream.py``: has it answered, its ``/metrics`` monitor, the admission it feeds the
+limiter). ``AsyncOpenAI.with_options`` copies share one engine, so they share the pool and every limit.
+Time is read and slept through the one injected clock (``_clock.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-import anyio
-
-from ._attempt import Attempt, DeadlineReached, Watch
-from ._clock import now
+from ._attempt import Attempt, DeadlineReached
+from ._clock import SYSTEM_CLOCK, Clock
 from ._config import CallSettings, RateLimit, RetryBudgetConfig
 from ._errors_io import is_retryable
 from ._events import BreakerTransition, EventHook, RetryScheduled, emit
@@ -34,7 +33,6 @@ from ._exceptions import (
     CircuitOpenError,
     DeadlineExceeded,
     OrphanedRequestError,
-    ServerUnreachable,
     StallError,
     StreamError,
 )
@@ -46,10 +44,9 @@ from ._policies._budget import RetryBudget
 from ._policies._ramp import Ramp
 from ._policies._retry_after import is_retryable_status, retry_after, retry_delay, should_retry_header
 from ._scope import deadline_scope
+from ._secrets import mask_url
 from ._stats import Counters, Stats
-
-if TYPE_CHECKING:
-    from ._vllm._monitor import ServerMonitor
+from ._upstream import Upstream
 
 logger = logging.getLogger("resilient_llm")
 
@@ -83,7 +80,7 @@ class Engine:
     def __init__(
         self,
         *,
-        max_concurrency: int,
+        max_concurrency: int | None,
         ramp_up: float,
         rate_limit: RateLimit | None,
         breaker: BreakerConfig | None,
@@ -92,10 +89,12 @@ class Engine:
         transport_factory: Callable[[], Transport],
         status_error: Callable[[Any], APIError],
         limits: Limits = DEFAULT_LIMITS,
+        server: str = "the server",
         hooks: tuple[EventHook, ...] = (),
-        clock: Callable[[], float] = now,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.clock = clock
+        self.server = mask_url(server)
         self.hooks = hooks
         self.counters = Counters()
         self.ramp = Ramp(duration=ramp_up, clock=clock) if ramp_up > 0 else None
@@ -107,7 +106,7 @@ class Engine:
             clock=clock,
         )
         self.limiter = Limiter(
-            max_concurrency=max_concurrency,
+            max_concurrency=max_concurrency or 1,
             ramp=self.ramp,
             breaker=self.breaker,
             rate_limit=rate_limit,
@@ -117,13 +116,19 @@ class Engine:
         self.status_error = status_error  # openai's exception for an error response
         self.limits = limits
         self._transport: Transport | None = None
-        self.watches: dict[Watch, None] | None = {} if breaker is not None else None
-        self.monitor: ServerMonitor | None = None
+        self.upstream = Upstream(
+            server=self.server,
+            metrics_url=(breaker.metrics_url or metrics_url) if breaker is not None else None,
+            breaker=self.breaker,
+            limiter=self.limiter,
+            adaptive=max_concurrency is None,
+            transport=lambda: self.transport,
+            clock=clock,
+            hooks=hooks,
+        )
+        self.watches = self.upstream.watches
         if self.breaker is not None:
-            from ._vllm._monitor import ServerMonitor
-
             self.breaker.add_listener(self._on_breaker_transition)
-            self.monitor = ServerMonitor(self, self.breaker.config, metrics_url)
         self.closed = False
 
     # --- shared resources ----------------------------------------------------------------------
@@ -136,8 +141,7 @@ class Engine:
 
     async def aclose(self) -> None:
         self.closed = True
-        if self.monitor is not None:
-            await self.monitor.stop()
+        await self.upstream.aclose()
         t, self._transport = self._transport, None
         if t is not None:
             await t.aclose()
@@ -158,8 +162,9 @@ class Engine:
         )
 
     def _on_breaker_transition(self, old: str, new: str, reason: str) -> None:
-        level = logging.WARNING if new in ("open", "holding") else logging.INFO
-        logger.log(level, "circuit breaker %s -> %s: %s", old, new, reason)
+        # Failures are worth a WARNING; holding calls on queue depth is the breaker doing its job.
+        level = logging.WARNING if new == "open" else logging.INFO
+        logger.log(level, "circuit breaker for %s: %s -> %s: %s", self.server, old, new, reason)
         if new in ("closed", "holding") and old in ("open", "half_open") and self.ramp is not None:
             self.ramp.restart()
         self.limiter.wake(everyone=new == "open")
@@ -171,8 +176,7 @@ class Engine:
         """One call, start to end: every wait and attempt inside one deadline scope."""
         if self.closed:
             raise APIConnectionError(message="The client is closed.", request=plan.describe())
-        if self.monitor is not None:
-            self.monitor.ensure_started()
+        self.upstream.call_started()
         counters = self.counters
         counters.calls += 1
         limiter = self.limiter
@@ -210,6 +214,7 @@ class Engine:
                         watches=self.watches,
                         status_error=self.status_error,
                         release=self._stream_closed,
+                        responded=self.upstream.responded,
                         number=state.attempts,
                         max_event_bytes=self.limits.max_event_bytes,
                     )
@@ -221,7 +226,7 @@ class Engine:
                         state.last_error = exc
                         delay = self._plan_retry(settings, plan, exc, state, deadline_at)
                         state.phase = "backoff"
-                        await anyio.sleep(delay)
+                        await self.clock.sleep(delay)
                         front = True
                         continue
                     except BaseException:
@@ -310,15 +315,16 @@ class Engine:
             verdict = should_retry_header(headers)
             if not (is_retryable_status(exc.status_code) if verdict is None else verdict):
                 raise exc
-            after = retry_after(headers, now_wall=time.time())
+            after = retry_after(headers, now_wall=self.clock.wall())
             if after is not None:
                 wait_at_least = after
         elif not isinstance(exc, (APIConnectionError, StreamError)):
             raise exc  # a schema problem: retrying gets the same answer
         # (a StreamError reaches here only before the stream was committed to the caller)
-        # A server that refuses connections is down or restarting: with the breaker on, the call waits
-        # for it within its deadline (only the breaker's probes go out) instead of using up retries.
-        waits_for_ready = isinstance(exc, ServerUnreachable) and self.breaker is not None
+        # A server that answered before and now refuses connections is restarting: with the breaker on,
+        # the call waits for it within its deadline (only the breaker's probes go out) instead of using
+        # up retries; one that never answered fails like any connection error (_upstream.py).
+        waits_for_ready = self.upstream.waits_for(exc)
         if not waits_for_ready:
             state.retries += 1
             if state.retries > settings.max_retries:

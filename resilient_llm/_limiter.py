@@ -86,6 +86,8 @@ class Limiter:
         clock: Callable[[], float] = now,
     ) -> None:
         self.max_concurrency = max_concurrency
+        #: A limit the server sets (its capacity, from its metrics), below ``max_concurrency``; ``None``: none.
+        self.server_cap: int | None = None
         self.in_flight = 0
         self._ramp = ramp
         self._breaker = breaker
@@ -124,6 +126,8 @@ class Limiter:
 
     def capacity(self) -> int:
         cap = self.max_concurrency
+        if self.server_cap is not None and self.server_cap < cap:
+            cap = max(1, self.server_cap)
         if self._ramp is not None:
             cap = self._ramp.limit(cap)
         if self._breaker is not None:
@@ -133,6 +137,10 @@ class Limiter:
         if self._budget is not None and self.in_flight + self._budget < cap:
             cap = self.in_flight + self._budget
         return cap
+
+    def _ceiling(self) -> int:
+        cap = self.max_concurrency
+        return cap if self.server_cap is None else max(1, min(cap, self.server_cap))
 
     # --- acquire / release -----------------------------------------------------------------------
     async def acquire(self, *, deadline: float | None = None, front: bool = False) -> None:
@@ -187,7 +195,7 @@ class Limiter:
         timeout: float | None = None
         ramp = self._ramp
         if ramp is not None:
-            at = ramp.next_increase(self.max_concurrency)
+            at = ramp.next_increase(self._ceiling())
             if at is not None:
                 timeout = max(0.0, at - now)
         b = self._breaker

@@ -126,13 +126,11 @@ class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,nam
     async def _read(self) -> bytes:
         att = self._att
         watch = self._opened.watch
-        async with deadline_scope(att.first_deadline()) as scope:
-            if watch is not None:
-                watch.scope = scope
+        async with deadline_scope(watch.first_deadline(att.clock())) as scope:
+            watch.bind(scope)
             piece = await self._opened.reader.read_bytes()
             att.events += 1
-            if watch is not None:
-                watch.heard(att.clock())
+            watch.heard(att.clock())
             return piece
         error = att.timed_out(watch)  # the scope expired, or was cancelled as an orphan
         if isinstance(error, DeadlineReached):  # the engine is no longer around to translate it
@@ -151,9 +149,7 @@ class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,nam
             await self._opened.raw.aclose()
 
     def _finish(self, exc: BaseException | None) -> None:
-        watch, self._opened.watch = self._opened.watch, None
-        if watch is not None and self._att.watches is not None:
-            self._att.watches.pop(watch, None)
+        self._att.forget(self._opened.watch)
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close(exc)

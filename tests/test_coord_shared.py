@@ -10,7 +10,7 @@ import pytest
 
 from resilient_llm._coord import CoordinationConfig, Coordinator, GlobalWaitTimeout, SharedLoad
 from resilient_llm._exceptions import ConfigError
-from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._load import ServerLoad
 from tests.redis_server import unique_prefix, url_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]

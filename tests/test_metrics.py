@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilient_llm._exceptions import ConfigError
-from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._load import ServerLoad
 from resilient_llm._vllm._metrics import (
     NO_ENGINE_LABEL,
     metrics_url,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilient_llm._exceptions import ConfigError
-from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._load import ServerLoad
 from resilient_llm._vllm._orphans import OrphanDetector
 
 GRACE = 5.0

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from rich.console import Console
 
-from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._load import ServerLoad
 from resilient_llm.cli import _probe
 from resilient_llm.cli._probe import probe
 

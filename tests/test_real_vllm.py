@@ -19,7 +19,7 @@ import httpx
 import pytest
 from rich.console import Console
 
-from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._load import ServerLoad
 from resilient_llm._vllm._metrics import metrics_url, parse_metrics, parse_metrics_by_engine, server_root_url
 from resilient_llm.cli import _probe
 

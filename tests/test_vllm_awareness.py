@@ -121,18 +121,24 @@ async def test_restart_trips_the_breaker_and_every_call_still_completes(
     assert ramp_at_recovery and ramp_at_recovery[-1] < 0.5  # the slow-start ramp runs again
 
 
-async def test_missing_metrics_never_block_and_are_reported_once(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="resilient_llm")
+async def test_missing_metrics_never_block_are_said_once_and_are_not_polled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="resilient_llm")
     async with VLLMSimulator(sim_config(faults={"ghost": 0.1})) as sim:
         sim.set_metrics_mode("missing")
         client = make_client(sim)
         results = await many(client, 16, 100)
         stats = client.stats()
+        monitor = client._engine.upstream.monitor
         await client.close()
     assert all(isinstance(r, str) for r in results)
     assert not stats.metrics_available
-    unavailable = [r for r in caplog.records if "metrics unavailable" in r.getMessage()]
-    assert len(unavailable) == 1
+    said = [r for r in caplog.records if "has no vLLM metrics" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO
+    assert sim.url.split("//")[1] in said[0].getMessage()  # names the server
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "metrics" in r.getMessage()]
+    assert monitor is not None and monitor.scrapes == 1  # checked again only a minute later
 
 
 async def test_orphans_are_aborted_long_before_the_stall_timeout() -> None:

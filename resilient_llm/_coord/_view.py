@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .._clock import now
-from .._vllm._load import ServerLoad
+from .._load import ServerLoad
 from ._config import CoordinationConfig
 from ._errors import CoordinationUnavailable
 from ._fleet import LUA_NOW_MS

@@ -27,9 +27,8 @@ import math
 from collections.abc import Callable
 from typing import Final, Literal
 
-import anyio
-
-from .._vllm._load import ServerLoad
+from .._clock import now
+from .._load import ServerLoad
 from ._breaker_config import BreakerConfig
 
 __all__ = ["Breaker", "BreakerConfig", "BreakerState", "FailureKind", "TransitionListener"]
@@ -51,11 +50,11 @@ class Breaker:
 
     The limiter admits a call only while ``in_flight < allowance()``; the client reports the
     outcome of each attempt with :meth:`on_success` / :meth:`on_failure` and each scrape of
-    ``/metrics`` with :meth:`on_load`. ``clock`` returns seconds (default
-    :func:`anyio.current_time`, which needs a running event loop).
+    ``/metrics`` with :meth:`on_load`. ``clock`` returns seconds (default: the
+    event loop's clock, :func:`resilient_llm._clock.now`).
     """
 
-    def __init__(self, config: BreakerConfig, *, clock: Callable[[], float] = anyio.current_time) -> None:
+    def __init__(self, config: BreakerConfig, *, clock: Callable[[], float] = now) -> None:
         if not isinstance(config, BreakerConfig):
             raise TypeError(f"config must be a BreakerConfig, got {config!r}")
         self._config = config
@@ -76,6 +75,7 @@ class Breaker:
         self._load: ServerLoad | None = None
         self._load_at = 0.0
         self._max_running = 0
+        self._saturated = 0  # the largest ``running`` seen while requests were waiting
         self._metrics: Literal["unknown", "available", "unavailable"] = "unknown"
         self._queue_hold: str | None = None  # the reason while holding on queue depth
         self._kv_hold: str | None = None  # the reason while holding on KV cache usage
@@ -131,6 +131,15 @@ class Breaker:
     def capacity(self) -> int | None:
         """The largest ``running`` the server has reported; ``None`` until it reported a running request."""
         return self._max_running or None
+
+    @property
+    def saturated_capacity(self) -> int | None:
+        """The largest ``running`` seen while requests waited: the server's batch capacity, once seen.
+
+        ``running`` alone is only a lower bound (an idle server runs few); a waiting queue next to it
+        says the batch was full. ``None`` until that happened.
+        """
+        return self._saturated or None
 
     @property
     def high_watermark(self) -> int | None:
@@ -216,14 +225,14 @@ class Breaker:
         self._open_reason = f"{why}; cooldown {self._cooldown:g}s"
 
     def _apply_load(self, load: ServerLoad, now: float) -> None:
-        if self._metrics == "unavailable":
-            logger.info("server metrics are available again: holding on queue depth resumes")
-        elif self._metrics == "unknown":
-            logger.debug("server metrics available")
+        if self._metrics != "available":  # the server monitor says it (once, at INFO, naming the server)
+            logger.debug("server metrics available: holding on queue depth")
         self._metrics = "available"
         self._load = load
         self._load_at = min(load.scraped_at, now)  # a clock ahead of ours must not keep it fresh
         self._max_running = max(self._max_running, load.running)
+        if load.waiting > 0:
+            self._saturated = max(self._saturated, load.running)
         cfg = self._config
         high, low = cfg.watermarks(self.capacity)
         waiting = load.waiting
@@ -257,9 +266,7 @@ class Breaker:
         self._load = None
         self._queue_hold = self._kv_hold = None
         if self._metrics != "unavailable":
-            logger.warning(
-                "server metrics unavailable (%s): the breaker acts on failures only until they return", why
-            )
+            logger.debug("server metrics unavailable (%s): the breaker acts on failures only", why)
         self._metrics = "unavailable"
 
     def _refresh(self, now: float) -> None:

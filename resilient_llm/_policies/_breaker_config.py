@@ -25,7 +25,10 @@ class BreakerConfig:
     as many successes close it. A load older than ``stale_after`` is ignored. ``poll_interval``,
     ``metrics_url`` and ``orphan_grace`` are read by the client's ``/metrics`` poller
     (``orphan_grace=None`` switches orphan detection off, for a ``base_url`` that balances over several
-    servers whose ``/metrics`` describe only one of them); they are
+    servers whose ``/metrics`` describe only one of them). A server that refuses connections is waited
+    for — only the breaker's probes go out — for ``outage_wait`` seconds once it has answered this client
+    before, and for ``wait_for_server`` seconds (default 0) before it ever answered; otherwise refused
+    connections are failed attempts like any other. These are
     validated here (``stale_after`` must exceed ``poll_interval``). The repr masks credentials and
     query strings in ``metrics_url``.
     """
@@ -46,6 +49,12 @@ class BreakerConfig:
     # A real vLLM 0.32 on a busy CPU counted a burst's new requests only after up to 13.5 s; the orphan
     # rule tolerates a lag of about 2 x grace (docs/real-vllm.md).
     orphan_grace: float | None = 10.0  # None: no orphan detection (e.g. a base_url over several replicas)
+    #: A server that answered this client before and now refuses connections (a restart) is waited for
+    #: this long, within each call's deadline; after that, refusals count as failed attempts.
+    outage_wait: float = 300.0
+    #: The same wait for a server that has not answered yet (a pipeline started while vLLM loads its
+    #: weights), from the client's first call. 0: such a server fails calls like any refused connection.
+    wait_for_server: float = 0.0
 
     def __post_init__(self) -> None:
         name = "BreakerConfig"
@@ -67,6 +76,8 @@ class BreakerConfig:
         check_number(name, "stale_after", self.stale_after, above=self.poll_interval)
         if self.orphan_grace is not None:
             check_number(name, "orphan_grace", self.orphan_grace, at_least=0)
+        check_number(name, "outage_wait", self.outage_wait, at_least=0)
+        check_number(name, "wait_for_server", self.wait_for_server, at_least=0)
         if self.metrics_url is not None:
             _check_url(self.metrics_url)
 

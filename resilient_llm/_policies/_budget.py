@@ -18,8 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-import anyio
-
+from .._clock import now
 from ._validate import check_number
 
 __all__ = ["DEFAULT_MIN_PER_SECOND", "DEFAULT_RATIO", "DEFAULT_TTL", "RetryBudget"]
@@ -45,7 +44,7 @@ class _Bucket:
 class RetryBudget:
     """Retries allowed in the last ``ttl`` seconds: ``ratio`` × first attempts + ``min_per_second × ttl``.
 
-    ``clock`` returns the current time in seconds (default :func:`anyio.current_time`, which needs a
+    ``clock`` returns the current time in seconds (default: the event loop's clock, which needs a
     running event loop); it is read once per method call.
     """
 
@@ -57,7 +56,7 @@ class RetryBudget:
         ratio: float = DEFAULT_RATIO,
         min_per_second: float = DEFAULT_MIN_PER_SECOND,
         ttl: float = DEFAULT_TTL,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = now,
     ) -> None:
         self._ratio = check_number("RetryBudget", "ratio", ratio, at_least=0)
         min_per_second = check_number("RetryBudget", "min_per_second", min_per_second, at_least=0)

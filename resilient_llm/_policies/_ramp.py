@@ -15,8 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Final
 
-import anyio
-
+from .._clock import now
 from ._validate import check_number
 
 __all__ = ["DEFAULT_AGGRESSION", "DEFAULT_START_FRACTION", "Ramp"]
@@ -29,7 +28,7 @@ class Ramp:
     """A slow-start ramp of ``duration`` seconds (0 = no ramp: the level is always 1).
 
     ``start_fraction`` (0..1) is the level before and at the start; ``clock`` returns seconds
-    (default :func:`anyio.current_time`, which needs a running event loop).
+    (default: the event loop's clock).
     """
 
     __slots__ = ("_aggression", "_clock", "_duration", "_start_fraction", "_started_at")
@@ -40,7 +39,7 @@ class Ramp:
         duration: float,
         start_fraction: float = DEFAULT_START_FRACTION,
         aggression: float = DEFAULT_AGGRESSION,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = now,
     ) -> None:
         self._duration = check_number("Ramp", "duration", duration, at_least=0)
         self._start_fraction = check_number("Ramp", "start_fraction", start_fraction, at_least=0, at_most=1)

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 from prometheus_client.parser import text_string_to_metric_families
 
 from resilient_llm._exceptions import ConfigError
+from resilient_llm._load import ServerLoad
 from resilient_llm._secrets import mask_url
-from resilient_llm._vllm._load import ServerLoad
 
 __all__ = [
     "KV_CACHE_USAGE_METRICS",

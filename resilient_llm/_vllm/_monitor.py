@@ -1,154 +1,207 @@
-"""The server monitor: one background poll of ``/metrics`` per client.
+"""The server monitor: a task of its own that reads a server's ``/metrics`` while calls are in flight.
 
-Every ``poll_interval`` it scrapes the server, hands the load to the breaker (queue-depth hold), wakes
-the limiter, and runs the orphan rule (``_orphans.py``) over the attempts this client is waiting on.
+Each poll scrapes the server, hands the load to the call pipeline (the breaker's queue-depth hold and
+the limiter's admission), and runs the orphan rule (``_orphans.py``) over the attempts this client is
+waiting on. Its collaborators are narrow, and given by whoever owns them:
 
-It starts lazily with the first call and stops with ``close()``. A background task needs a loop to live
-on: on asyncio it is a task of the running loop (re-created if a later ``asyncio.run()`` brings a new
-loop); on other backends the monitor stays off and the breaker works from failures alone (logged once).
-A scrape that fails, times out or returns something that is not vLLM's metrics counts as "no metrics":
-never an error, never a block.
+* ``scrape`` — ``async () -> Scrape``: one read of ``/metrics`` (a load, or why there is none);
+* ``on_load`` — called with each scrape's load (``None`` when it had none) and ``on_idle`` when polling
+  stops: the pipeline's breaker input and limiter admission;
+* ``watches`` — the registry of attempts waiting on this server (:class:`~resilient_llm._watch.Watches`);
+* ``busy`` — whether calls are in flight or queued; ``clock``; ``hooks``; ``server`` (masked URL).
+
+Lifecycle. :meth:`ServerMonitor.ensure_running`, called as each call starts, starts the task on the
+running event loop — an asyncio task, or a trio system task (trio has no other way for a library to own
+a task beyond its caller's nursery) — unless it runs there already. The task polls every
+``poll_interval`` while ``busy()`` and for two more intervals after, then ends: an idle client sends no
+polls. :meth:`stop` (``client.close()``) cancels it. Nothing it does can raise out of it: a failure is
+logged and polling goes on.
+
+Politeness to servers that are not vLLM. A scrape that gets a 404 (or another 4xx), a body that is not
+Prometheus text, or Prometheus text without vLLM's gauges means the server has no vLLM metrics (OpenAI
+itself, a gateway, a mock): that is said once at INFO, and the server is checked again only after a
+minute, then after two, four... up to ten minutes — never more than a few requests an hour. A scrape
+that fails or times out is a normal condition of a busy or restarting server: polling goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
 import anyio
 import sniffio
 
-from .._events import MetricsAvailability, OrphansAborted, emit
+from .._clock import Clock
+from .._events import EventHook, MetricsAvailability, OrphansAborted, emit
+from .._load import ServerLoad
 from .._policies._breaker_config import BreakerConfig
-from .._secrets import mask_url
-from ._load import ServerLoad
-from ._metrics import parse_metrics
+from .._watch import Watch, Watches
 from ._orphans import OrphanDetector
-
-if TYPE_CHECKING:
-    from .._attempt import Watch
-    from .._engine import Engine
 
 logger = logging.getLogger("resilient_llm.monitor")
 
+#: Polls go on this many intervals after the last call finished (the breaker's view stays fresh
+#: for calls that come in bursts).
+IDLE_POLLS: Final = 2
+#: A server without vLLM metrics is checked again after this long, doubled each time up to the cap.
+ABSENT_RECHECK: Final = 60.0
+ABSENT_RECHECK_MAX: Final = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """One read of ``/metrics``: the load, or why there is none.
+
+    ``absent`` says the server has no vLLM metrics at all (re-checked rarely), as opposed to a scrape
+    that failed this time (``load is None``, ``absent`` False).
+    """
+
+    load: ServerLoad | None
+    detail: str = "ok"
+    absent: bool = False
+
 
 class ServerMonitor:
-    def __init__(self, engine: Engine, config: BreakerConfig, metrics_url: str | None) -> None:
-        self._engine = engine
+    def __init__(
+        self,
+        *,
+        config: BreakerConfig,
+        server: str,
+        scrape: Callable[[], Awaitable[Scrape]],
+        on_load: Callable[[ServerLoad | None], None],
+        on_idle: Callable[[], None],
+        watches: Watches,
+        busy: Callable[[], bool],
+        clock: Clock,
+        hooks: Sequence[EventHook] = (),
+    ) -> None:
         self._config = config
-        self.url = config.metrics_url or metrics_url
+        self.server = server
+        self._scrape = scrape
+        self._on_load = on_load
+        self._on_idle = on_idle
+        self._watches = watches
+        self._busy = busy
+        self._clock = clock
+        self._hooks = hooks
         self._detector: OrphanDetector[Watch] | None = (
             None if config.orphan_grace is None else OrphanDetector(grace=config.orphan_grace)
         )
+        self._owner: object | None = None  # the event loop (asyncio) or run (trio) the task lives in
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._warned_backend = False
+        self._scope: anyio.CancelScope | None = None
+        self._done: anyio.Event | None = None
         self._available: bool | None = None
+        self._absent_until = 0.0
+        self._absent_wait = ABSENT_RECHECK
+        self.scrapes = 0
         self.last_load: ServerLoad | None = None
 
-    def ensure_started(self) -> None:
-        task = self._task
-        if task is not None and not task.done():
-            try:
-                if asyncio.get_running_loop() is self._loop:
-                    return
-            except RuntimeError:
-                return
-        if self.url is None:
-            return
-        if sniffio.current_async_library() != "asyncio":
-            if not self._warned_backend:
-                self._warned_backend = True
-                logger.info("metrics polling needs asyncio; the breaker uses failures only on this backend")
-            return
-        self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._run(), name="resilient_llm metrics poller")
+    # --- lifecycle -------------------------------------------------------------------------------
+    def ensure_running(self) -> None:
+        """Start polling on the running event loop unless it already runs there (cheap when it does)."""
+        owner = _current_owner()
+        if self._done is not None and owner is self._owner:
+            return  # running in this loop
+        if self._clock() < self._absent_until:
+            return  # a server without vLLM metrics: not before the next re-check
+        self._owner = owner
+        self._done = anyio.Event()
+        if sniffio.current_async_library() == "asyncio":
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="resilient_llm monitor")
+        else:
+            import trio
+
+            trio.lowlevel.spawn_system_task(self._run, name="resilient_llm monitor")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None or task.done():
-            return
-        task.cancel()
-        try:
-            if asyncio.get_running_loop() is self._loop:
-                with anyio.move_on_after(2.0):
-                    await asyncio.gather(task, return_exceptions=True)
-        except RuntimeError:
-            pass
+        """Stop polling (``client.close()``); waits a moment for the task to end in this loop."""
+        scope, done = self._scope, self._done
+        if scope is not None:
+            scope.cancel()
+        if done is not None and _current_owner() is self._owner:
+            with anyio.move_on_after(2.0):
+                await done.wait()
 
+    # --- the task --------------------------------------------------------------------------------
     async def _run(self) -> None:
-        engine = self._engine
-        breaker = engine.breaker
-        assert breaker is not None
-        interval = self._config.poll_interval
+        done = self._done
         try:
-            while not engine.closed:
-                load = await self.scrape()
-                try:
-                    self._note_availability(load)
-                    self.last_load = load
-                    breaker.on_load(load)
-                    engine.limiter.set_admission_budget(self._headroom(load))
-                    if load is not None and engine.watches:
-                        if self._detector is not None:
-                            self._abort_orphans(load, self._detector)
-                        if load.waiting:
-                            self._excuse_queued(load)
-                except Exception:  # a bug here must neither stop the poller nor leave calls held
-                    logger.exception("server monitor: handling a scrape failed")
-                    engine.limiter.set_admission_budget(None)
-                await anyio.sleep(interval)
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                await self._poll()
+        except Exception:  # pragma: no cover - _poll catches; a bug must not kill a trio run
+            logger.exception("server monitor for %s stopped", self.server)
         finally:
-            # Without a poller nobody renews the admission budget: never leave calls held on a stale one.
-            engine.limiter.set_admission_budget(None)
+            self._scope = None
+            if self._done is done:
+                self._done = self._owner = self._task = None
+            try:
+                self._on_idle()  # without polls nobody renews the admission: never hold on a stale one
+            finally:
+                if done is not None:
+                    done.set()
 
-    async def scrape(self) -> ServerLoad | None:
-        assert self.url is not None
-        engine = self._engine
-        try:
-            with anyio.move_on_after(max(1.0, 2 * self._config.poll_interval)):
-                raw = await engine.transport.request(
-                    "GET", self.url, headers={"accept": "text/plain"}, content=None, connect_timeout=1.0
-                )
-                body = await raw.read()
-                if raw.status != 200:
-                    self._detail = f"HTTP {raw.status}"
-                    return None
-                load = parse_metrics(body.decode("utf-8", "replace"), scraped_at=engine.clock())
-                self._detail = "no vLLM request gauges" if load is None else "ok"
-                return load
-            self._detail = "timed out"
-        except Exception as exc:  # never let the poller die: no metrics is a normal condition
-            self._detail = f"{type(exc).__name__}: {exc}"
-        return None
+    async def _poll(self) -> None:
+        interval = self._config.poll_interval
+        idle = 0
+        while idle <= IDLE_POLLS:
+            try:
+                result = await self._scrape()
+                self.scrapes += 1
+                if result.absent:
+                    self._went_absent(result.detail)
+                    return
+                self._absent_wait = ABSENT_RECHECK
+                self._note_availability(result)
+                self.last_load = result.load
+                self._on_load(result.load)
+                if result.load is not None and self._watches:
+                    self._check_watches(result.load)
+            except Exception:  # a bug here must neither stop the monitor nor leave calls held
+                logger.exception("server monitor for %s: handling a scrape failed", self.server)
+                self._on_idle()
+            idle = 0 if self._busy() else idle + 1
+            await self._clock.sleep(interval)
 
-    _detail = ""
-
-    def _note_availability(self, load: ServerLoad | None) -> None:
-        """Hooks hear when metrics come and go (the breaker logs it, once each way)."""
-        available = load is not None
-        if available == self._available:
-            return
-        first = self._available is None
-        self._available = available
-        if first and available:
-            logger.info("reading server load from %s", mask_url(str(self.url)))
-        elif self._engine.hooks:
-            emit(
-                self._engine.hooks,
-                MetricsAvailability(available=available, url=mask_url(str(self.url)), detail=self._detail),
+    def _went_absent(self, detail: str) -> None:
+        wait = self._absent_wait
+        self._absent_until = self._clock() + wait
+        self._absent_wait = min(ABSENT_RECHECK_MAX, wait * 2)
+        if self._available is not False:
+            logger.info(
+                "%s has no vLLM metrics (%s): the breaker works from failures alone; checking again in %gs",
+                self.server,
+                detail,
+                wait,
             )
+            if self._available is True and self._hooks:
+                emit(self._hooks, MetricsAvailability(available=False, url=self.server, detail=detail))
+        self._available = False
+        self._on_load(None)
 
-    def _headroom(self, load: ServerLoad | None) -> int | None:
-        """New calls the server can take now: free sequences plus queue room below the high watermark."""
-        breaker = self._engine.breaker
-        if load is None or breaker is None or not breaker.metrics_available:
-            return None
-        capacity, high = breaker.capacity, breaker.high_watermark
-        if capacity is None or high is None:
-            return None
-        return capacity + high - load.active
+    def _note_availability(self, result: Scrape) -> None:
+        """Hooks hear when metrics come and go; the first load and a return are logged at INFO."""
+        available = result.load is not None
+        if available == self._available or (not available and self._available is None):
+            return
+        was = self._available
+        self._available = available
+        if available:
+            logger.info("reading the load of %s from its /metrics", self.server)
+        if was is not None and self._hooks:
+            emit(self._hooks, MetricsAvailability(available=available, url=self.server, detail=result.detail))
+
+    # --- attempts this client waits on -------------------------------------------------------------
+    def _check_watches(self, load: ServerLoad) -> None:
+        if self._detector is not None:
+            self._abort_orphans(load, self._detector)
+        if load.waiting:
+            self._excuse_queued(load)
 
     def _excuse_queued(self, load: ServerLoad) -> None:
         """vLLM sends nothing while a request waits to be scheduled: that silence is no stall.
@@ -157,15 +210,13 @@ class ServerMonitor:
         silence clock restarted, newest first (in a FIFO queue the newest wait longest). The rest are
         left to the stall limit and the orphan rule.
         """
-        now = self._engine.clock()
-        unstarted = [w for w in self._engine.watches or () if not w.started and not w.orphaned]
+        now = self._clock()
+        unstarted = [w for w in self._watches if not w.started and not w.orphaned]
         for w in unstarted[-load.waiting :]:
             w.excuse_silence(now)
 
     def _abort_orphans(self, load: ServerLoad, detector: OrphanDetector[Watch]) -> None:
-        engine = self._engine
-        watches = engine.watches
-        assert watches is not None
+        watches = list(self._watches)
         silent = [(w, w.silent_since) for w in watches]
         # Attempts this scrape must count: sent long enough ago to be past the metrics lag, or already
         # answering (a request streaming its answer is scheduled, hence counted).
@@ -176,20 +227,32 @@ class ServerMonitor:
             if w.sent_at <= settled or (w.first_byte_at is not None and w.first_byte_at <= scraped)
         )
         streaming = [w for w in watches if w.first_byte_at is not None and w.first_byte_at <= scraped]
-        victims: list[Any] = detector.observe(load, silent, engine.clock(), known=known, streaming=streaming)
+        victims: list[Any] = detector.observe(load, silent, self._clock(), known=known, streaming=streaming)
         if not victims:
             return
         for w in victims:
             w.abort_orphan(load.active, len(silent))
         logger.warning(
-            "server reports %d running+waiting request(s) while this client waits on %d: "
-            "aborting %d orphan(s)",
+            "%s reports %d running+waiting request(s) while this client waits on %d: aborting %d orphan(s)",
+            self.server,
             load.active,
             len(silent),
             len(victims),
         )
-        if engine.hooks:
+        if self._hooks:
             emit(
-                engine.hooks,
+                self._hooks,
                 OrphansAborted(count=len(victims), server_active=load.active, client_waiting=len(silent)),
             )
+
+
+def _current_owner() -> object:
+    """What a background task belongs to: the asyncio loop, or the trio run (its root task)."""
+    if sniffio.current_async_library() == "asyncio":
+        return asyncio.get_running_loop()
+    import trio
+
+    return trio.lowlevel.current_root_task()
+
+
+__all__ = ["Scrape", "ServerMonitor"]

@@ -62,7 +62,7 @@ from collections.abc import Collection, Hashable, Sequence
 from typing import Generic, TypeVar
 
 from resilient_llm._exceptions import ConfigError
-from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._load import ServerLoad
 
 __all__ = ["OrphanDetector"]
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 from resilient_llm._exceptions import ConfigError
+from resilient_llm._load import ServerLoad
 from resilient_llm._secrets import mask_url
-from resilient_llm._vllm._load import ServerLoad
 from resilient_llm._vllm._metrics import (
     combine_engines,
     parse_metrics_by_engine,

@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._load import ServerLoad
 from resilient_llm._vllm._metrics import NO_ENGINE_LABEL
 
 from ._probe import ProbeReport

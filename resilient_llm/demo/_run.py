@@ -105,6 +105,8 @@ def library_settings(scale: float) -> dict[str, Any]:
             stale_after=max(0.1, breaker.stale_after * scale),
             open_cooldown=breaker.open_cooldown * scale,
             max_cooldown=breaker.max_cooldown * scale,
+            outage_wait=breaker.outage_wait * scale,
+            wait_for_server=breaker.wait_for_server * scale,
         ),
     }
 
