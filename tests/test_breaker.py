@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilient_llm._exceptions import ConfigError
-from resilient_llm._policies._breaker import Breaker, BreakerConfig
 from resilient_llm._load import ServerLoad
+from resilient_llm._policies._breaker import Breaker, BreakerConfig
 
 LOGGER = "resilient_llm.breaker"
 
