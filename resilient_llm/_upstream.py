@@ -29,6 +29,7 @@ from ._http._base import Transport
 from ._limiter import Limiter
 from ._load import ServerLoad
 from ._policies._breaker import Breaker
+from ._testing_mode import is_testing
 from ._vllm._metrics import parse_metrics
 from ._vllm._monitor import Scrape, ServerMonitor
 from ._watch import Watches
@@ -90,7 +91,7 @@ class Upstream:
     def call_started(self) -> None:
         if self._created_at is None:
             self._created_at = self._clock()
-        if self.monitor is not None:
+        if self.monitor is not None and not is_testing():
             self.monitor.ensure_running()
 
     def responded(self) -> None:

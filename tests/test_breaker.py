@@ -13,16 +13,9 @@ from hypothesis import strategies as st
 from resilient_llm._exceptions import ConfigError
 from resilient_llm._load import ServerLoad
 from resilient_llm._policies._breaker import Breaker, BreakerConfig
+from resilient_llm.testing import FakeClock
 
 LOGGER = "resilient_llm.breaker"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def load(

@@ -8,14 +8,7 @@ from hypothesis import strategies as st
 
 from resilient_llm._exceptions import ConfigError
 from resilient_llm._policies._budget import RetryBudget
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from resilient_llm.testing import FakeClock
 
 
 def drain(budget: RetryBudget, limit: int = 10_000) -> int:

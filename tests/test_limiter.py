@@ -12,16 +12,9 @@ from hypothesis import strategies as st
 
 from resilient_llm._limiter import BreakerWouldMissDeadline, Limiter
 from resilient_llm._policies._ramp import Ramp
+from resilient_llm.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # Each task: (arrival tick, hold ticks, fate) — fate: "ok", "error" or ("cancel", tick offset)

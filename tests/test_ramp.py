@@ -9,14 +9,7 @@ from hypothesis import strategies as st
 
 from resilient_llm._exceptions import ConfigError
 from resilient_llm._policies._ramp import Ramp
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from resilient_llm.testing import FakeClock
 
 
 def started_ramp(clock: FakeClock, **kwargs: Any) -> Ramp:
@@ -123,7 +116,7 @@ def test_zero_start_fraction_still_admits_one() -> None:
     ],
 )
 def test_next_increase_table(maximum: int, elapsed: float, expected_at: float) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)  # a start far from 0: times are compared as offsets
     ramp = started_ramp(clock, duration=10.0)
     clock.now += elapsed
     current = ramp.limit(maximum)

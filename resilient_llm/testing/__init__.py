@@ -1,7 +1,9 @@
-"""A simulated vLLM server for tests, demos and benchmarks."""
+"""For tests: a simulated vLLM server (also for demos and benchmarks), a fake clock, a testing switch."""
 
 from __future__ import annotations
 
+from resilient_llm._testing_mode import set_testing
+from resilient_llm.testing._clock import FakeClock
 from resilient_llm.testing._config import (
     FAULT_KINDS,
     FaultKind,
@@ -16,6 +18,7 @@ from resilient_llm.testing._thread import SimulatorThread
 
 __all__ = [
     "FAULT_KINDS",
+    "FakeClock",
     "FaultKind",
     "LogNormalLength",
     "QueueSample",
@@ -26,4 +29,5 @@ __all__ = [
     "SimulatorThread",
     "VLLMSimulator",
     "parse_faults",
+    "set_testing",
 ]
