@@ -392,7 +392,8 @@ def test_public_surface() -> None:
 
     assert testing.__all__ == sorted(testing.__all__)
     assert set(testing.__all__) == {
-        "FAULT_KINDS", "FaultKind", "LogNormalLength", "QueueSample", "ReplicaFaults", "SimulatedReplicas",
-        "SimulatorConfig", "SimulatorStats", "SimulatorThread", "VLLMSimulator", "parse_faults",
+        "FAULT_KINDS", "FakeClock", "FaultKind", "LogNormalLength", "QueueSample", "ReplicaFaults",
+        "SimulatedReplicas", "SimulatorConfig", "SimulatorStats", "SimulatorThread", "VLLMSimulator",
+        "parse_faults", "set_testing",
     }  # fmt: skip
     assert all(getattr(testing, name) is not None for name in testing.__all__)
