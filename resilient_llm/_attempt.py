@@ -104,6 +104,7 @@ class Attempt:
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     request: Request | None = None
     events: int = 0
+    body_size: int = 0  # bytes of a JSON body read whole (large ones are decoded off the event loop)
     kept: bool = False
 
     def keep_slot(self) -> Callable[[BaseException | None], None]:
@@ -154,7 +155,15 @@ async def send(att: Attempt) -> RawResponse:
     return raw
 
 
-def _decode_json(att: Attempt, raw: RawResponse, body: bytes) -> dict[str, Any]:
+#: Bodies larger than this are built into openai's types a slice at a time (``_calls.build_model``),
+#: yielding to the event loop in between. Decoding the JSON itself cannot be sliced: CPython's JSON
+#: parsers hold the GIL (a thread would not help), about 30 ms per MB of numbers on a slow CPU — lower
+#: ``Limits.max_body_bytes`` where that matters (docs/limits-and-security.md).
+OFF_LOOP_DECODE_BYTES = 1024 * 1024
+
+
+async def _decode_json(att: Attempt, raw: RawResponse, body: bytes) -> dict[str, Any]:
+    att.body_size = len(body)
     try:
         data = loads(body)
     except ValueError as exc:
@@ -218,7 +227,7 @@ async def read_json(att: Attempt) -> tuple[RawResponse, dict[str, Any]]:
     """The response (its status and headers) and its decoded JSON object."""
     async with _Waiting(att) as w:
         raw = w.raw = await send(att)
-        return raw, _decode_json(att, raw, await raw.read())
+        return raw, await _decode_json(att, raw, await raw.read())
 
 
 async def read_assembled(att: Attempt, assembler: Assembler) -> tuple[RawResponse, dict[str, Any]]:
@@ -226,7 +235,7 @@ async def read_assembled(att: Attempt, assembler: Assembler) -> tuple[RawRespons
     async with _Waiting(att) as w:
         raw = w.raw = await send(att)
         if "text/event-stream" not in raw.headers.get("content-type", ""):
-            return raw, _decode_json(att, raw, await raw.read())  # the server ignored stream=true
+            return raw, await _decode_json(att, raw, await raw.read())  # the server ignored stream=true
         done = False
         reader = event_reader(att, raw)
         while True:

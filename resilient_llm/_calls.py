@@ -19,14 +19,33 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
+import anyio
+import anyio.lowlevel
 import openai
 import pydantic
 
-from ._attempt import Assembler, Attempt, OpenedStream, Request, open_stream, read_assembled, read_json
-from ._compat import add_request_id, construct_type, httpx_flavour
+from ._attempt import (
+    OFF_LOOP_DECODE_BYTES,
+    Assembler,
+    Attempt,
+    OpenedStream,
+    Request,
+    open_stream,
+    read_assembled,
+    read_json,
+)
+from ._compat import (
+    OVERRIDE_CAST_TO_HEADER,
+    RAW_RESPONSE_HEADER,
+    add_request_id,
+    construct_type,
+    httpx_flavour,
+)
+from ._config import is_given
 from ._exceptions import APIResponseValidationError, ServerUnreachable
 from ._http._base import RawResponse, describe_request, stream_response
 from ._json import dumps
@@ -94,6 +113,62 @@ def _response_headers(raw: RawResponse, content_type: str | None = None) -> list
 _WIRE_ONLY = frozenset({"content-encoding", "content-length", "transfer-encoding", "content-type"})
 
 
+async def build_model(
+    cast_to: type[Any], data: dict[str, Any], *, strict: bool, att: Attempt, raw: RawResponse
+) -> Any:
+    """openai's result type for ``data``, as openai builds it: validated into ``cast_to`` (openai's
+    lenient ``construct_type`` where the server sent what the type does not declare, unless the client
+    asked for strict validation). A large body is built in a worker thread, off the event loop."""
+
+    def build() -> Any:
+        try:
+            return cast_to.model_validate(data)
+        except pydantic.ValidationError as exc:
+            if strict:
+                response = httpx_flavour.Response(
+                    raw.status, headers=_response_headers(raw), content=dumps(data), request=att.describe()
+                )
+                raise APIResponseValidationError(response, data) from exc
+            return construct_type(type_=cast_to, value=data)
+
+    if att.body_size > OFF_LOOP_DECODE_BYTES and not strict:
+        return await _build_in_slices(cast_to, data, build)
+    return build()
+
+
+#: Items of a long list validated between two turns of the event loop (a few milliseconds' work).
+_SLICE = 16
+
+
+async def _build_in_slices(cast_to: type[Any], data: dict[str, Any], build: Callable[[], Any]) -> Any:
+    """A large body built without holding the event loop: its long lists (embeddings, logprobs...) are
+    validated a slice at a time, yielding in between (validation holds the GIL, so a thread would not
+    help). Anything that does not fit the type falls back to openai's lenient build, as a whole."""
+    fields = cast_to.model_fields
+    long = {k: v for k, v in data.items() if isinstance(v, list) and len(v) > _SLICE and k in fields}
+    if not long:
+        return build()
+    built: dict[str, list[Any]] = {}
+    try:
+        for name, items in long.items():
+            adapter = _list_adapter(fields[name].annotation)
+            out: list[Any] = []
+            for start in range(0, len(items), _SLICE):
+                out.extend(adapter.validate_python(items[start : start + _SLICE]))
+                await anyio.lowlevel.checkpoint()
+            built[name] = out
+        result = cast_to.model_validate({**data, **{name: [] for name in long}})
+    except pydantic.ValidationError:
+        return construct_type(type_=cast_to, value=data)
+    for name, items in built.items():
+        setattr(result, name, items)
+    return result
+
+
+def _list_adapter(annotation: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(annotation)
+
+
 class ModelResult:
     """openai's result type built straight from the decoded body (the resource fast path)."""
 
@@ -106,16 +181,7 @@ class ModelResult:
         self.strict: bool = client._strict_response_validation
 
     async def body(self, att: Attempt, raw: RawResponse, data: dict[str, Any]) -> Any:
-        cast_to = self.cast_to
-        try:
-            result = cast_to.model_validate(data)
-        except pydantic.ValidationError as exc:
-            if self.strict:
-                response = httpx_flavour.Response(
-                    raw.status, headers=_response_headers(raw), content=dumps(data), request=att.describe()
-                )
-                raise APIResponseValidationError(response, data) from exc
-            result = construct_type(type_=cast_to, value=data)  # openai's own lenient build
+        result = await build_model(self.cast_to, data, strict=self.strict, att=att, raw=raw)
         add_request_id(result, raw.headers.get("x-request-id"))
         return result
 
@@ -162,6 +228,15 @@ class SdkResult:
         self.http_request = http_request  # openai's own, with its headers (raw-response markers)
 
     async def body(self, att: Attempt, raw: RawResponse, data: dict[str, Any]) -> Any:
+        if self._plain_model():  # what openai's parse would do, without re-encoding the body
+            result = await build_model(
+                self.cast_to, data, strict=self.client._strict_response_validation, att=att, raw=raw
+            )
+            post_parser = self.options.post_parser
+            if is_given(post_parser):
+                result = cast(Callable[[Any], Any], post_parser)(result)
+            add_request_id(result, raw.headers.get("x-request-id"))
+            return result
         response = httpx_flavour.Response(
             raw.status,
             headers=_response_headers(raw, "application/json"),
@@ -175,6 +250,18 @@ class SdkResult:
             stream=False,
             stream_cls=None,
             retries_taken=att.number - 1,
+        )
+
+    def _plain_model(self) -> bool:
+        """A parsed openai model is asked for (not a raw or streaming-response wrapper, nor another type)."""
+        headers = self.http_request.headers
+        if RAW_RESPONSE_HEADER in headers or OVERRIDE_CAST_TO_HEADER in headers:
+            return False
+        cast_to = self.cast_to
+        return (
+            inspect.isclass(cast_to)
+            and issubclass(cast_to, pydantic.BaseModel)
+            and not hasattr(cast_to, "build")  # openai's ModelBuilderProtocol types build themselves
         )
 
     async def stream(self, att: Attempt, opened: OpenedStream, body: SilenceByteStream) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import openai
 from openai import _base_client
-from openai._constants import RAW_RESPONSE_HEADER
+from openai._constants import OVERRIDE_CAST_TO_HEADER, RAW_RESPONSE_HEADER
 from openai._models import FinalRequestOptions, construct_type
 from openai._models import add_request_id as _add_request_id
 
@@ -55,6 +55,7 @@ def timeout_parts(timeout: object) -> tuple[float | None, float | None]:
 
 __all__ = [
     "OPENAI_VERSION",
+    "OVERRIDE_CAST_TO_HEADER",
     "RAW_RESPONSE_HEADER",
     "FinalRequestOptions",
     "add_request_id",

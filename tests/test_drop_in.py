@@ -411,3 +411,19 @@ async def test_json_body_sent_is_valid_json_with_unicode() -> None:
             await ours.chat.completions.create(model="m", messages=[{"role": "user", "content": "격자 ✓"}])
     assert server.requests[0]["body"]["messages"][0]["content"] == "격자 ✓"
     assert json.dumps(server.requests[0]["body"])
+
+
+async def test_a_large_answer_is_built_a_slice_at_a_time_and_is_still_openais() -> None:
+    body = {
+        "object": "list",
+        "model": "m",
+        "data": [{"object": "embedding", "index": i, "embedding": [0.25] * 512} for i in range(400)],
+        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+    }
+    with stub() as (server, answers):
+        answers.json = body
+        async with clients(server) as (ours, theirs):
+            mine = await ours.embeddings.create(model="m", input=["a"], encoding_format="float")
+            other = await theirs.embeddings.create(model="m", input=["a"], encoding_format="float")
+    assert len(json.dumps(body)) > 1024 * 1024  # past the size where building is sliced
+    same(mine, other)

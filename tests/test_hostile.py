@@ -622,12 +622,13 @@ async def call_and_count_slots(base_url: str, *, stream: bool) -> int:
     body=SSE_PIECES,
     content_type=st.sampled_from(["text/event-stream", "application/json"]),
     gzipped=st.booleans(),
+    stream=st.booleans(),
 )
 def test_arbitrary_answers_raise_only_typed_errors_and_free_the_slot(
-    scripted_server: HostileServer, body: bytes, content_type: str, gzipped: bool
+    scripted_server: HostileServer, body: bytes, content_type: str, gzipped: bool, stream: bool
 ) -> None:
     answer(body, content_type, gzipped)
-    assert anyio.run(lambda: call_and_count_slots(scripted_server.base_url, stream=False)) == 0
+    assert anyio.run(lambda: call_and_count_slots(scripted_server.base_url, stream=stream)) == 0
 
 
 @pytest.mark.parametrize(
