@@ -665,3 +665,18 @@ async def test_a_committed_stream_ends_at_the_deadline() -> None:
                 async for _ in stream:
                     pass
             assert 0.8 <= time.monotonic() - start <= 1.5
+
+
+async def test_cancelled_calls_are_counted_not_left_as_going(anyio_backend: str) -> None:
+    with serve(lambda request, hits: silence(request)) as server:
+        async with client(server) as c:
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(lambda: c.chat.completions.create(model="m", messages=MSG))
+                await anyio.sleep(0.2)
+                tg.cancel_scope.cancel()
+            stats = c.stats()
+            text = c.metrics().decode()
+    assert stats.calls == 20 and stats.calls_cancelled == 20
+    assert stats.calls_ok == stats.calls_failed == 0 and stats.in_flight == stats.queued == 0
+    assert 'resilient_llm_calls_total{outcome="cancelled"} 20.0' in text
