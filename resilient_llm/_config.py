@@ -18,10 +18,11 @@ from openai import DEFAULT_TIMEOUT as _openai_default_timeout
 
 from ._compat import timeout_parts
 from ._exceptions import ConfigError
-from ._policies._backoff import DEFAULT_BACKOFF, Backoff
+from ._policies._backoff import DEFAULT_BACKOFF, Backoff, BackoffPolicy
 from ._policies._breaker import BreakerConfig
 from ._policies._breaker_config import check_metrics_url
 from ._policies._budget import DEFAULT_MIN_PER_SECOND, DEFAULT_RATIO, DEFAULT_TTL
+from ._policies._tenacity import TenacityBackoff, is_tenacity_wait
 from ._policies._validate import (
     check_int,
     check_number,
@@ -170,6 +171,21 @@ def check_timeout(value: object) -> object:
     return check_setting("timeout", value)
 
 
+def check_backoff(value: object) -> BackoffPolicy:
+    """``backoff``: a :class:`Backoff`, or a tenacity wait strategy (adapted: :class:`TenacityBackoff`)."""
+    if isinstance(value, (Backoff, TenacityBackoff)):
+        return value
+    if not is_tenacity_wait(value):
+        reject(CLIENT, "backoff", value, "a Backoff or a tenacity wait strategy")
+    adapted = TenacityBackoff(value)
+    try:
+        adapted.delay(1, None)
+    except Exception as exc:  # e.g. wait_exception, which reads the outcome: there is none to give it
+        expected = "a tenacity wait strategy that reads only the attempt number"
+        raise rejection(CLIENT, "backoff", value, expected) from exc
+    return adapted
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """The resilience settings a client (or a ``with_options`` copy) applies to each call. Immutable.
@@ -180,14 +196,13 @@ class Settings:
 
     deadline: float = DEFAULT_DEADLINE
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
-    backoff: Backoff = DEFAULT_BACKOFF
+    backoff: BackoffPolicy = DEFAULT_BACKOFF  # a tenacity wait strategy given here is adapted
 
     def __post_init__(self) -> None:
         check_setting("deadline", self.deadline)
         if self.stall_timeout is not None:
             check_setting("stall_timeout", self.stall_timeout)
-        if not isinstance(self.backoff, Backoff):
-            reject(CLIENT, "backoff", self.backoff, "a Backoff")
+        object.__setattr__(self, "backoff", check_backoff(self.backoff))
 
     def evolve(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -217,7 +232,7 @@ class CallSettings:
     silence: float | None  # longest silence inside an attempt: min(read timeout, stall_timeout)
     stall_timeout: float | None
     max_retries: int
-    backoff: Backoff
+    backoff: BackoffPolicy
 
 
 # --- environment variables -------------------------------------------------------------------------

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.timeout(10)
         ),
         ({"timeout": -2}, "AsyncOpenAI: timeout must be a finite number > 0, got -2"),
         ({"breaker": "on"}, "AsyncOpenAI: breaker must be a BreakerConfig or None, got 'on'"),
-        ({"backoff": 2.0}, "AsyncOpenAI: backoff must be a Backoff, got 2.0"),
+        ({"backoff": 2.0}, "AsyncOpenAI: backoff must be a Backoff or a tenacity wait strategy, got 2.0"),
         ({"retry_budget": 0.2}, "AsyncOpenAI: retry_budget must be a RetryBudgetConfig, got 0.2"),
         ({"limits": {}}, "AsyncOpenAI: limits must be a Limits, got {}"),
     ],

@@ -17,17 +17,34 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import Final, Literal, Protocol, get_args
 
 from ._validate import check_number, reject
 
-__all__ = ["DEFAULT_BACKOFF", "DEFAULT_BASE", "DEFAULT_CAP", "DEFAULT_JITTER", "Backoff", "Jitter"]
+__all__ = [
+    "DEFAULT_BACKOFF",
+    "DEFAULT_BASE",
+    "DEFAULT_CAP",
+    "DEFAULT_JITTER",
+    "Backoff",
+    "BackoffPolicy",
+    "Jitter",
+]
 
 Jitter = Literal["full", "decorrelated", "equal", "none"]
 
 DEFAULT_BASE: Final = 0.5
 DEFAULT_CAP: Final = 8.0
 DEFAULT_JITTER: Final[Jitter] = "full"
+
+
+class BackoffPolicy(Protocol):
+    """What the engine asks of a backoff: :class:`Backoff`, or a tenacity strategy (``_tenacity.py``)."""
+
+    def delay(self, attempt: int, prev: float | None) -> float:
+        """Seconds to sleep before retry number ``attempt``; ``prev`` is the previous delay or ``None``."""
+        ...
+
 
 #: Enough doublings to take the smallest positive float past the largest: the ceiling is ``cap`` by then.
 _MAX_DOUBLINGS: Final = 2200
