@@ -6,7 +6,20 @@ import json
 import pathlib
 from typing import Any
 
+import openai
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+#: Older openai versions (1.72 among them) assign the client's resources (``chat``, ``completions``,
+#: ``responses``...) in ``__init__``; those instance attributes hide the library's own resources, which are
+#: ``cached_property``s of its subclass: calls still go through the resilient pipeline (``request()``), but
+#: not on the fast path, and ``chat.completions.parse``/``stream`` (in ``beta`` on those versions) are
+#: missing. The fix belongs in ``_client.py``; the tests that depend on it are strict xfails until then.
+OPENAI_SETS_RESOURCES_IN_INIT = not hasattr(openai.AsyncOpenAI, "chat")
+RESOURCES_HIDDEN = (
+    f"openai {openai.__version__} sets client.chat & co. in __init__, hiding the library's resources "
+    "(fix due in _client.py)"
+)
 
 
 def load(name: str) -> Any:

@@ -16,6 +16,8 @@ import pytest
 
 from resilient_llm.testing import SimulatorConfig, SimulatorThread
 
+from ._fixtures import OPENAI_SETS_RESOURCES_IN_INIT, RESOURCES_HIDDEN
+
 pytestmark = [pytest.mark.integration]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -42,6 +44,9 @@ def output_of(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 10)
+@pytest.mark.xfail(
+    OPENAI_SETS_RESOURCES_IN_INIT, reason=RESOURCES_HIDDEN, strict=True
+)  # chat.completions.parse
 def test_quickstart_makes_a_call_a_streamed_call_and_a_parsed_call() -> None:
     result = run_example("quickstart.py")
     out = result.stdout
