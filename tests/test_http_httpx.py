@@ -107,7 +107,7 @@ async def test_503_and_429_are_retried_and_retry_after_is_honoured(
     assert isinstance(reply, openai.types.chat.ChatCompletion)
     assert reply.choices[0].message.content == "ok"
     assert len(seen) == 3 and stats.retries == 2
-    assert seen[1] - seen[0] < 0.5  # the backoff alone (at most 20 ms) after the 503
+    assert seen[1] - seen[0] < 0.9  # the backoff alone (at most 20 ms) after the 503, no Retry-After
     assert 0.95 <= seen[2] - seen[1] < 2.0  # Retry-After: 1 after the 429
     for request in httpx_mock.get_requests():  # non-streaming, streamed under the hood to watch for stalls
         assert sent_json(request)["stream"] is True
