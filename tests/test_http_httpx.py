@@ -108,7 +108,7 @@ async def test_503_and_429_are_retried_and_retry_after_is_honoured(
     assert reply.choices[0].message.content == "ok"
     assert len(seen) == 3 and stats.retries == 2
     assert seen[1] - seen[0] < 0.9  # the backoff alone (at most 20 ms) after the 503, no Retry-After
-    assert 0.95 <= seen[2] - seen[1] < 2.0  # Retry-After: 1 after the 429
+    assert 0.95 <= seen[2] - seen[1] < 3.0  # Retry-After: 1 after the 429
     for request in httpx_mock.get_requests():  # non-streaming, streamed under the hood to watch for stalls
         assert sent_json(request)["stream"] is True
 
@@ -209,7 +209,7 @@ async def test_the_deadline_ends_a_call_whose_answer_never_comes(
         with pytest.raises(resilient_llm.DeadlineExceeded) as info:
             await c.chat.completions.create(model="m", messages=MSG)
         elapsed = time.monotonic() - start
-    assert 0.45 <= elapsed < 1.5
+    assert 0.45 <= elapsed < 2.0  # the server would have taken 60 s
     assert isinstance(info.value, openai.APITimeoutError)
 
 
@@ -235,4 +235,4 @@ async def test_a_stalled_answer_is_retried_and_the_retry_answers(
         elapsed = time.monotonic() - start
         stats = c.stats()
     assert reply.choices[0].message.content == "whole"
-    assert 0.3 <= elapsed < 1.5 and stats.retries == 1
+    assert 0.3 <= elapsed < 3.0 and stats.retries == 1  # the stalled stream would have taken 60 s
