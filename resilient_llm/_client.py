@@ -27,17 +27,19 @@ from ._attempt import Request
 from ._calls import FastPlan, Mode, ModelResult, SdkPlan, SdkResult
 from ._compat import RAW_RESPONSE_HEADER, FinalRequestOptions, timeout_parts
 from ._config import (
+    CLIENT,
+    DEFAULT_DEADLINE,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_RAMP_UP,
+    DEFAULT_STALL_TIMEOUT,
     NOT_GIVEN,
     CallSettings,
     NotGiven,
     RateLimit,
     RetryBudgetConfig,
     Settings,
-    _count,
-    _positive,
+    check_setting,
     check_timeout,
     is_given,
     read_env,
@@ -48,9 +50,10 @@ from ._engine import Engine
 from ._events import EventHook
 from ._exceptions import ConfigError
 from ._http import default_transport
-from ._limits import Limits
-from ._policies._backoff import Backoff
+from ._limits import DEFAULT_LIMITS, Limits
+from ._policies._backoff import DEFAULT_BACKOFF, Backoff
 from ._policies._breaker import BreakerConfig
+from ._policies._validate import reject
 from ._secrets import check_api_key, check_headers, mask_url
 from ._stats import Stats
 from ._vllm._metrics import metrics_url as derive_metrics_url
@@ -166,7 +169,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
             timeout = env["timeout"]
         if not is_given(max_retries):
             max_retries = env.get("max_retries", DEFAULT_MAX_RETRIES)
-        _count("max_retries", max_retries, minimum=0)
+        check_setting("max_retries", max_retries)
         parent = _resilient_parent
         if parent is not None:  # a copy (openai's copy() calls the class with our markers)
             settings = parent._settings.evolve(**(_resilient_changes or {}))
@@ -209,6 +212,8 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         if is_given(timeout):
             options["timeout"] = check_timeout(timeout)
         super().__init__(**options)
+        for name in ("chat", "completions", "responses"):  # openai < 1.8x sets its resources in __init__,
+            vars(self).pop(name, None)  # which would hide this class's (cached properties, made on first use)
         if isinstance(self.api_key, str) and api_key is None:  # from OPENAI_API_KEY
             self.api_key = check_api_key(self.api_key, name="OPENAI_API_KEY") or ""
 
@@ -515,27 +520,24 @@ def _resilience_settings(
     def pick(name: str, value: Any, default: Any) -> Any:
         return value if is_given(value) else env.get(name, default)
 
-    if is_given(backoff) and not isinstance(backoff, Backoff):
-        raise ConfigError(f"backoff must be a Backoff, got {backoff!r}")
-    defaults = Settings()
     settings = Settings(
-        deadline=pick("deadline", deadline, defaults.deadline),
-        stall_timeout=pick("stall_timeout", stall_timeout, defaults.stall_timeout),
-        backoff=backoff if isinstance(backoff, Backoff) else defaults.backoff,
+        deadline=pick("deadline", deadline, DEFAULT_DEADLINE),
+        stall_timeout=pick("stall_timeout", stall_timeout, DEFAULT_STALL_TIMEOUT),
+        backoff=backoff if is_given(backoff) else DEFAULT_BACKOFF,
     )
     budget = retry_budget if is_given(retry_budget) else RetryBudgetConfig()
     if not isinstance(budget, RetryBudgetConfig):
-        raise ConfigError(f"retry_budget must be a RetryBudgetConfig, got {retry_budget!r}")
+        reject(CLIENT, "retry_budget", retry_budget, "a RetryBudgetConfig")
     if is_given(limits) and not isinstance(limits, Limits):
-        raise ConfigError(f"limits must be a Limits, got {limits!r}")
+        reject(CLIENT, "limits", limits, "a Limits")
     concurrency = pick("max_concurrency", max_concurrency, DEFAULT_MAX_CONCURRENCY)
     engine_args: dict[str, Any] = {
-        "max_concurrency": None if concurrency is None else _count("max_concurrency", concurrency, minimum=1),
-        "ramp_up": _positive("ramp_up", pick("ramp_up", ramp_up, DEFAULT_RAMP_UP), allow_zero=True),
+        "max_concurrency": None if concurrency is None else check_setting("max_concurrency", concurrency),
+        "ramp_up": check_setting("ramp_up", pick("ramp_up", ramp_up, DEFAULT_RAMP_UP)),
         "rate_limit": resolve_rate_limit(rate_limit, env),
         "breaker": resolve_breaker(breaker, env),
         "retry_budget": budget,
-        "limits": limits if isinstance(limits, Limits) else Limits(),
+        "limits": limits if isinstance(limits, Limits) else DEFAULT_LIMITS,
         "hooks": tuple(hooks),
     }
     return settings, engine_args

@@ -11,15 +11,26 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from openai import DEFAULT_TIMEOUT as _openai_default_timeout
 
 from ._compat import timeout_parts
 from ._exceptions import ConfigError
-from ._policies._backoff import Backoff
+from ._policies._backoff import DEFAULT_BACKOFF, Backoff, BackoffPolicy
 from ._policies._breaker import BreakerConfig
+from ._policies._breaker_config import check_metrics_url
+from ._policies._budget import DEFAULT_MIN_PER_SECOND, DEFAULT_RATIO, DEFAULT_TTL
+from ._policies._tenacity import TenacityBackoff, is_tenacity_wait
+from ._policies._validate import (
+    check_int,
+    check_number,
+    expected_int,
+    expected_number,
+    reject,
+    rejection,
+)
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -28,6 +39,7 @@ __all__ = [
     "DEFAULT_RAMP_UP",
     "DEFAULT_STALL_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "ENV_VARS",
     "NOT_GIVEN",
     "CallSettings",
     "NotGiven",
@@ -79,21 +91,47 @@ DEFAULT_RAMP_UP: Final = 10.0
 
 ENV_PREFIX: Final = "RESILIENT_LLM_"
 
-
-def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
-    v = float(value)
-    if math.isnan(v) or math.isinf(v) or v < 0 or (v == 0 and not allow_zero):
-        kind = "a non-negative" if allow_zero else "a positive"
-        raise ConfigError(f"{name} must be {kind} finite number, got {value!r}")
-    return v
+#: The owner named in the errors about the client's own arguments (``Settings`` are made from them).
+CLIENT: Final = "AsyncOpenAI"
+#: The owner named in the errors about ``RESILIENT_LLM_*`` variables (each names its variable).
+ENVIRONMENT: Final = "environment"
 
 
-def _count(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """What one of the client's numeric settings accepts: a number (or an integer) within bounds."""
+
+    integer: bool = False
+    at_least: float | None = None
+    above: float | None = None
+
+    def check(self, owner: str, name: str, value: object) -> Any:
+        if self.integer:
+            return check_int(owner, name, value, at_least=int(self.at_least or 0))
+        return check_number(owner, name, value, at_least=self.at_least, above=self.above)
+
+    def expected(self) -> str:
+        if self.integer:
+            return expected_int(at_least=int(self.at_least or 0))
+        return expected_number(at_least=self.at_least, above=self.above)
+
+
+#: The client's numeric arguments, and so their ``RESILIENT_LLM_*`` variables; all times in seconds.
+_RULES: Final[Mapping[str, _Rule]] = {
+    "deadline": _Rule(above=0),
+    "stall_timeout": _Rule(above=0),
+    "timeout": _Rule(above=0),
+    "ramp_up": _Rule(at_least=0),
+    "rate_limit": _Rule(above=0),
+    "max_concurrency": _Rule(integer=True, at_least=1),
+    "max_retries": _Rule(integer=True, at_least=0),
+    "rate_limit_burst": _Rule(integer=True, at_least=1),
+}
+
+
+def check_setting(name: str, value: object) -> Any:
+    """The client's argument ``name`` (``deadline``, ``max_retries``...), checked: its error names it."""
+    return _RULES[name].check(CLIENT, name, value)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -104,9 +142,9 @@ class RateLimit:
     burst: int | None = None
 
     def __post_init__(self) -> None:
-        _positive("rate_limit.rate", self.rate)
+        check_number("RateLimit", "rate", self.rate, above=0)
         if self.burst is not None:
-            _count("rate_limit.burst", self.burst, minimum=1)
+            check_int("RateLimit", "burst", self.burst, at_least=1)
 
     @property
     def effective_burst(self) -> int:
@@ -118,21 +156,36 @@ class RateLimit:
 class RetryBudgetConfig:
     """Retries allowed per sliding ``ttl`` window: ``ratio`` × requests plus ``min_per_second`` × ttl."""
 
-    ratio: float = 0.2
-    min_per_second: float = 2.0
-    ttl: float = 10.0
+    ratio: float = DEFAULT_RATIO
+    min_per_second: float = DEFAULT_MIN_PER_SECOND
+    ttl: float = DEFAULT_TTL
 
     def __post_init__(self) -> None:
-        _positive("retry_budget.ratio", self.ratio, allow_zero=True)
-        _positive("retry_budget.min_per_second", self.min_per_second, allow_zero=True)
-        _positive("retry_budget.ttl", self.ttl)
+        check_number("RetryBudgetConfig", "ratio", self.ratio, at_least=0)
+        check_number("RetryBudgetConfig", "min_per_second", self.min_per_second, at_least=0)
+        check_number("RetryBudgetConfig", "ttl", self.ttl, above=0)
 
 
-def check_timeout(value: object, name: str = "timeout") -> object:
+def check_timeout(value: object) -> object:
     """openai-python's ``timeout``: a number of seconds, ``None``, or a ``Timeout`` of any httpx flavour."""
     if value is None or hasattr(value, "read"):
         return value
-    return _positive(name, value)
+    return check_setting("timeout", value)
+
+
+def check_backoff(value: object) -> BackoffPolicy:
+    """``backoff``: a :class:`Backoff`, or a tenacity wait strategy (adapted: :class:`TenacityBackoff`)."""
+    if isinstance(value, (Backoff, TenacityBackoff)):
+        return value
+    if not is_tenacity_wait(value):
+        reject(CLIENT, "backoff", value, "a Backoff or a tenacity wait strategy")
+    adapted = TenacityBackoff(value)
+    try:
+        adapted.delay(1, None)
+    except Exception as exc:  # e.g. wait_exception, which reads the outcome: there is none to give it
+        expected = "a tenacity wait strategy that reads only the attempt number"
+        raise rejection(CLIENT, "backoff", value, expected) from exc
+    return adapted
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -145,14 +198,13 @@ class Settings:
 
     deadline: float = DEFAULT_DEADLINE
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: BackoffPolicy = DEFAULT_BACKOFF  # a tenacity wait strategy given here is adapted
 
     def __post_init__(self) -> None:
-        _positive("deadline", self.deadline)
+        check_setting("deadline", self.deadline)
         if self.stall_timeout is not None:
-            _positive("stall_timeout", self.stall_timeout)
-        if not isinstance(self.backoff, Backoff):
-            raise ConfigError(f"backoff must be a Backoff, got {self.backoff!r}")
+            check_setting("stall_timeout", self.stall_timeout)
+        object.__setattr__(self, "backoff", check_backoff(self.backoff))
 
     def evolve(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -182,47 +234,64 @@ class CallSettings:
     silence: float | None  # longest silence inside an attempt: min(read timeout, stall_timeout)
     stall_timeout: float | None
     max_retries: int
-    backoff: Backoff
+    backoff: BackoffPolicy
 
 
 # --- environment variables -------------------------------------------------------------------------
 
-_ENV_FLOATS = ("DEADLINE", "STALL_TIMEOUT", "TIMEOUT", "RAMP_UP", "RATE_LIMIT")
-_ENV_INTS = ("MAX_CONCURRENCY", "MAX_RETRIES", "RATE_LIMIT_BURST")
+#: Every ``RESILIENT_LLM_*`` variable, and the argument it gives.
+ENV_VARS: Final[Mapping[str, str]] = {
+    f"{ENV_PREFIX}{name.upper()}": name
+    for name in (
+        "deadline",
+        "stall_timeout",
+        "timeout",
+        "max_retries",
+        "max_concurrency",
+        "ramp_up",
+        "rate_limit",
+        "rate_limit_burst",
+        "breaker",
+        "metrics_url",
+    )
+}
+_SWITCHES_OFF = frozenset({"stall_timeout", "rate_limit", "breaker"})
 _OFF = frozenset({"none", "off", "false", "0", "no", "disabled"})
+_ON = frozenset({"on", "true", "1", "yes", "enabled"})
 
 
 def read_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Settings given as ``RESILIENT_LLM_*`` environment variables, parsed and named by argument.
+    """Settings given as ``RESILIENT_LLM_*`` environment variables, checked and named by argument.
 
     ``RESILIENT_LLM_STALL_TIMEOUT=off`` (or ``none``) switches stall detection off; likewise
     ``RATE_LIMIT``; ``RESILIENT_LLM_BREAKER=off`` switches the breaker off and
-    ``RESILIENT_LLM_METRICS_URL`` points it at another ``/metrics``.
+    ``RESILIENT_LLM_METRICS_URL`` points it at another ``/metrics``. A value the argument would not
+    accept raises :class:`ConfigError` naming the variable and the text it holds.
     """
     env = os.environ if environ is None else environ
     out: dict[str, Any] = {}
-    for key in _ENV_FLOATS + _ENV_INTS + ("BREAKER", "METRICS_URL"):
-        raw = env.get(ENV_PREFIX + key)
+    for var, name in ENV_VARS.items():
+        raw = env.get(var)
         if raw is None or raw.strip() == "":
             continue
         text = raw.strip()
-        name = key.lower()
-        if key in ("STALL_TIMEOUT", "RATE_LIMIT", "BREAKER") and text.lower() in _OFF:
+        if name in _SWITCHES_OFF and text.lower() in _OFF:
             out[name] = None
-            continue
-        if key == "BREAKER":
-            if text.lower() in {"on", "true", "1", "yes", "enabled"}:
-                continue
-            raise ConfigError(f"{ENV_PREFIX}BREAKER must be 'on' or 'off', got {raw!r}")
-        if key == "METRICS_URL":
-            out[name] = text
-            continue
-        try:
-            out[name] = int(text) if key in _ENV_INTS else float(text)
-        except ValueError:
-            kind = "an integer" if key in _ENV_INTS else "a number"
-            raise ConfigError(f"{ENV_PREFIX}{key} must be {kind}, got {raw!r}") from None
+        elif name == "breaker":
+            if text.lower() not in _ON:
+                reject(ENVIRONMENT, var, raw, "'on' or 'off'")
+        elif name == "metrics_url":
+            out[name] = check_metrics_url(ENVIRONMENT, var, text)
+        else:
+            out[name] = _env_number(var, _RULES[name], raw)
     return out
+
+
+def _env_number(var: str, rule: _Rule, raw: str) -> Any:
+    try:
+        return rule.check(ENVIRONMENT, var, (int if rule.integer else float)(raw.strip()))
+    except (ValueError, ConfigError):  # named with the text as it was set, not as it was parsed
+        raise rejection(ENVIRONMENT, var, raw, rule.expected()) from None
 
 
 def resolve_breaker(value: object, env: Mapping[str, Any]) -> BreakerConfig | None:
@@ -234,7 +303,7 @@ def resolve_breaker(value: object, env: Mapping[str, Any]) -> BreakerConfig | No
         return BreakerConfig(metrics_url=url) if url else BreakerConfig()
     if value is None or isinstance(value, BreakerConfig):
         return value
-    raise ConfigError(f"breaker must be a BreakerConfig or None, got {value!r}")
+    raise rejection(CLIENT, "breaker", value, "a BreakerConfig or None")
 
 
 def resolve_rate_limit(value: object, env: Mapping[str, Any]) -> RateLimit | None:
@@ -246,5 +315,5 @@ def resolve_rate_limit(value: object, env: Mapping[str, Any]) -> RateLimit | Non
     if value is None or isinstance(value, RateLimit):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return RateLimit(rate=_positive("rate_limit", value))
-    raise ConfigError(f"rate_limit must be requests per second, a RateLimit or None, got {value!r}")
+        return RateLimit(rate=check_setting("rate_limit", value))
+    raise rejection(CLIENT, "rate_limit", value, "requests per second (> 0), a RateLimit or None")

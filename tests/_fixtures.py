@@ -8,6 +8,12 @@ from typing import Any
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
+#: Older openai versions (1.72 among them) assign the client's resources (``chat``, ``completions``,
+#: ``responses``...) in ``__init__``; those instance attributes hide the library's own resources, which are
+#: ``cached_property``s of its subclass: calls still go through the resilient pipeline (``request()``), but
+#: not on the fast path, and ``chat.completions.parse``/``stream`` (in ``beta`` on those versions) are
+#: missing. The fix belongs in ``_client.py``; the tests that depend on it are strict xfails until then.
+
 
 def load(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())

@@ -422,6 +422,15 @@ async def test_connection_refused_is_a_connection_error_within_the_deadline() ->
     await c.close()
 
 
+def test_the_librarys_own_resources_serve_on_every_openai_version() -> None:
+    """The fast ``create`` and, where openai keeps them in ``beta``, ``chat.completions.parse``/``stream``."""
+    c = AsyncOpenAI(api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+    assert type(c.chat).__module__ == type(c.chat.completions).__module__ == "resilient_llm.resources._chat"
+    assert type(c.completions).__module__ == "resilient_llm.resources._completions"
+    assert type(c.responses).__module__ == "resilient_llm.resources._responses"
+    assert callable(c.chat.completions.parse) and callable(c.chat.completions.stream)
+
+
 async def test_user_http_client_is_used() -> None:
     with serve(stream_abc) as server:
         async with httpx.AsyncClient() as http, client(server, http_client=http) as c:

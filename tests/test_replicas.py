@@ -99,15 +99,23 @@ async def test_timed_drain_and_per_replica_faults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "named"),
+    ("kwargs", "message"),
     [
-        ({"replicas": 0}, "replicas"),
-        ({"replicas": 2, "faults": {2: ReplicaFaults()}}, "faults key 2"),
+        ({"replicas": 0}, "SimulatedReplicas: replicas must be an integer >= 1, got 0"),
+        (
+            {"replicas": 2, "faults": {2: ReplicaFaults()}},
+            "SimulatedReplicas: faults key must be a replica index in 0..1, got 2",
+        ),
+        (
+            {"replicas": 2, "faults": {1: 0.5}},
+            "SimulatedReplicas: faults[1] must be a ReplicaFaults, got 0.5",
+        ),
     ],
 )
-def test_bad_replica_settings_name_the_argument(kwargs: dict[str, Any], named: str) -> None:
-    with pytest.raises(ConfigError, match=named):
+def test_bad_replica_settings_name_the_argument(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
         SimulatedReplicas(SimulatorConfig(), **kwargs)
+    assert str(info.value) == message
 
 
 @pytest.mark.parametrize(("kwargs", "named"), [({"slowdown": 0}, "slowdown"), ({"die_at": -1.0}, "die_at")])

@@ -10,9 +10,10 @@ from typing import Any, Literal
 
 import httpx
 import jsonschema
+import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import FunctionTool, Response, ResponseStreamEvent
 from pydantic import BaseModel, Field, TypeAdapter
 
 from resilient_llm.testing import SimulatorConfig, VLLMSimulator
@@ -22,6 +23,10 @@ from resilient_llm.testing._schema import instance_of, schema_in
 MODEL = "openai/gpt-oss-20b"
 FAST: dict[str, Any] = {"time_scale": 0.01, "tick": 0.002, "sample_interval": 1.0}
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+#: Older openai versions' Responses types cannot read all of what vLLM (and so the simulator) sends; openai's
+#: client reads it leniently all the same, so only this strict check depends on the openai version.
+TYPES_LACK_REASONING_TEXT = not hasattr(openai.types.responses, "ResponseReasoningTextDeltaEvent")
+TYPES_REQUIRE_STRICT = FunctionTool.model_fields["strict"].is_required()
 
 
 class Colour(BaseModel):
@@ -193,6 +198,12 @@ async def test_tool_calls_match_openais_types_streamed_or_not() -> None:
 @pytest.mark.parametrize("tools", [False, True])
 @pytest.mark.parametrize("reasoning_ratio", [0.0, 0.25])
 async def test_responses_match_openais_types(tools: bool, reasoning_ratio: float) -> None:
+    if reasoning_ratio and TYPES_LACK_REASONING_TEXT:
+        pytest.skip(f"openai {openai.__version__}'s Responses events have no reasoning_text kinds")
+    if tools and TYPES_REQUIRE_STRICT:
+        pytest.skip(
+            f"openai {openai.__version__}'s FunctionTool requires 'strict', which the request (so the echo) leaves out"
+        )
     body: dict[str, Any] = {"model": MODEL, "input": "Describe the grid.", "max_output_tokens": 500}
     if tools:
         body["tools"] = [{"type": "function", "name": "final", "parameters": Colour.model_json_schema()}]

@@ -74,7 +74,7 @@ def test_bad_arguments_name_the_bad_part(
 
 def test_invalid_config_is_an_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert _simulate.run(parse("--capacity", "0")) == 2
-    assert "capacity=0" in capsys.readouterr().err
+    assert "SimulatorConfig: capacity must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def free_port() -> int:

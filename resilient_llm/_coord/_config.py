@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
 
-from .._policies._validate import check_int, check_number, reject
+from .._policies._validate import check_int, check_number, check_url, reject
 from .._secrets import mask_url
 
 __all__ = [
@@ -112,14 +111,4 @@ class CoordinationConfig:
 
 def _check_url(url: object) -> None:
     expected = f"a Redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)})"
-    if not isinstance(url, str):
-        reject("CoordinationConfig", "url", url, expected)
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in REDIS_SCHEMES and (bool(parts.hostname) or parts.scheme == "unix")
-        if valid and parts.scheme != "unix":
-            _ = parts.port  # raises ValueError on a bad port
-    except ValueError:
-        valid = False
-    if not valid:
-        reject("CoordinationConfig", "url", mask_url(url), expected)
+    check_url("CoordinationConfig", "url", url, schemes=REDIS_SCHEMES, expected=expected)

@@ -109,7 +109,7 @@ class Coordinator:
     # --- the objects -----------------------------------------------------------------------------
     def concurrency_limit(self, name: str, *, limit: int) -> GlobalConcurrencyLimit:
         """At most ``limit`` calls at once for ``name`` over the fleet."""
-        check_int("concurrency_limit", "limit", limit, at_least=1)
+        check_int("Coordinator.concurrency_limit", "limit", limit, at_least=1)
         self._same("concurrency_limit", name, (limit,))
         existing = self._limits.get(name)
         if existing is not None:
@@ -129,9 +129,9 @@ class Coordinator:
 
     def token_bucket(self, name: str, *, rate: float, burst: int | None = None) -> GlobalTokenBucket:
         """``rate`` calls per second for ``name`` over the fleet, ``burst`` at once (default: one second's)."""
-        check_number("token_bucket", "rate", rate, above=0)
+        check_number("Coordinator.token_bucket", "rate", rate, above=0)
         if burst is not None:
-            check_int("token_bucket", "burst", burst, at_least=1)
+            check_int("Coordinator.token_bucket", "burst", burst, at_least=1)
         effective = burst if burst is not None else max(1, math.ceil(rate))
         self._same("token_bucket", name, (rate, effective))
         return self._buckets.setdefault(
@@ -164,7 +164,7 @@ class Coordinator:
 
     def server_view(self, name: str, *, max_age: float) -> SharedServerView:
         """The fleet's view of ``name``'s ``/metrics``, scraped by one process per ``max_age`` seconds."""
-        check_number("server_view", "max_age", max_age, above=0)
+        check_number("Coordinator.server_view", "max_age", max_age, above=0)
         self._same("server_view", name, (max_age,))
         return self._views.setdefault(
             name,

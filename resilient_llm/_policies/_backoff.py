@@ -17,16 +17,34 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import Final, Literal, Protocol, get_args
 
 from ._validate import check_number, reject
 
-__all__ = ["DEFAULT_BASE", "DEFAULT_CAP", "Backoff", "Jitter"]
+__all__ = [
+    "DEFAULT_BACKOFF",
+    "DEFAULT_BASE",
+    "DEFAULT_CAP",
+    "DEFAULT_JITTER",
+    "Backoff",
+    "BackoffPolicy",
+    "Jitter",
+]
 
 Jitter = Literal["full", "decorrelated", "equal", "none"]
 
 DEFAULT_BASE: Final = 0.5
 DEFAULT_CAP: Final = 8.0
+DEFAULT_JITTER: Final[Jitter] = "full"
+
+
+class BackoffPolicy(Protocol):
+    """What the engine asks of a backoff: :class:`Backoff`, or a tenacity strategy (``_tenacity.py``)."""
+
+    def delay(self, attempt: int, prev: float | None) -> float:
+        """Seconds to sleep before retry number ``attempt``; ``prev`` is the previous delay or ``None``."""
+        ...
+
 
 #: Enough doublings to take the smallest positive float past the largest: the ceiling is ``cap`` by then.
 _MAX_DOUBLINGS: Final = 2200
@@ -43,7 +61,7 @@ class Backoff:
 
     base: float = DEFAULT_BASE
     cap: float = DEFAULT_CAP
-    jitter: Jitter = "full"
+    jitter: Jitter = DEFAULT_JITTER
 
     def __post_init__(self) -> None:
         check_number("Backoff", "base", self.base, at_least=0)
@@ -79,6 +97,10 @@ class Backoff:
             value = self.base + rand() * (3 * last - self.base)
         # A ``rand`` outside [0, 1) must not break the documented bounds.
         return min(self.cap, max(0.0, value))
+
+
+#: The client's backoff when none is given: full jitter between 0 and 0.5 s, 1 s, 2 s... up to 8 s.
+DEFAULT_BACKOFF: Final = Backoff()
 
 
 def _check_attempt(attempt: int) -> None:

@@ -4,12 +4,47 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Final
 
 from .._secrets import mask_url
-from ._validate import check_int, check_number, reject
+from ._validate import check_int, check_number, check_url, reject
 
-__all__ = ["BreakerConfig"]
+__all__ = [
+    "DEFAULT_FAILURE_THRESHOLD",
+    "DEFAULT_HALF_OPEN_PROBES",
+    "DEFAULT_HIGH_FRACTION",
+    "DEFAULT_KV_HIGH",
+    "DEFAULT_KV_LOW",
+    "DEFAULT_MAX_COOLDOWN",
+    "DEFAULT_MIN_HIGH_WATERMARK",
+    "DEFAULT_OPEN_COOLDOWN",
+    "DEFAULT_ORPHAN_GRACE",
+    "DEFAULT_OUTAGE_WAIT",
+    "DEFAULT_POLL_INTERVAL",
+    "DEFAULT_STALE_AFTER",
+    "DEFAULT_WAIT_FOR_SERVER",
+    "METRICS_URL_SCHEMES",
+    "BreakerConfig",
+    "check_metrics_url",
+]
+
+DEFAULT_MIN_HIGH_WATERMARK: Final = 8
+DEFAULT_HIGH_FRACTION: Final = 0.25
+DEFAULT_KV_HIGH: Final = 0.98
+DEFAULT_KV_LOW: Final = 0.90
+DEFAULT_FAILURE_THRESHOLD: Final = 5
+DEFAULT_OPEN_COOLDOWN: Final = 1.0
+DEFAULT_MAX_COOLDOWN: Final = 30.0
+DEFAULT_HALF_OPEN_PROBES: Final = 2
+DEFAULT_STALE_AFTER: Final = 5.0
+DEFAULT_POLL_INTERVAL: Final = 0.5
+#: A real vLLM 0.32 on a busy CPU counted a burst's new requests only after up to 13.5 s; the orphan
+#: rule tolerates a lag of about 2 x grace (docs/real-vllm.md).
+DEFAULT_ORPHAN_GRACE: Final = 10.0
+DEFAULT_OUTAGE_WAIT: Final = 300.0
+DEFAULT_WAIT_FOR_SERVER: Final = 0.0
+
+METRICS_URL_SCHEMES: Final = ("http", "https")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -35,26 +70,24 @@ class BreakerConfig:
 
     high_watermark: int | None = None
     low_watermark: int | None = None
-    min_high_watermark: int = 8
-    high_fraction: float = 0.25
-    kv_high: float = 0.98
-    kv_low: float = 0.90
-    failure_threshold: int = 5
-    open_cooldown: float = 1.0
-    max_cooldown: float = 30.0
-    half_open_probes: int = 2
-    stale_after: float = 5.0
-    poll_interval: float = 0.5
+    min_high_watermark: int = DEFAULT_MIN_HIGH_WATERMARK
+    high_fraction: float = DEFAULT_HIGH_FRACTION
+    kv_high: float = DEFAULT_KV_HIGH
+    kv_low: float = DEFAULT_KV_LOW
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    open_cooldown: float = DEFAULT_OPEN_COOLDOWN
+    max_cooldown: float = DEFAULT_MAX_COOLDOWN
+    half_open_probes: int = DEFAULT_HALF_OPEN_PROBES
+    stale_after: float = DEFAULT_STALE_AFTER
+    poll_interval: float = DEFAULT_POLL_INTERVAL
     metrics_url: str | None = None
-    # A real vLLM 0.32 on a busy CPU counted a burst's new requests only after up to 13.5 s; the orphan
-    # rule tolerates a lag of about 2 x grace (docs/real-vllm.md).
-    orphan_grace: float | None = 10.0  # None: no orphan detection (e.g. a base_url over several replicas)
+    orphan_grace: float | None = DEFAULT_ORPHAN_GRACE  # None: no orphan detection (e.g. several replicas)
     #: A server that answered this client before and now refuses connections (a restart) is waited for
     #: this long, within each call's deadline; after that, refusals count as failed attempts.
-    outage_wait: float = 300.0
+    outage_wait: float = DEFAULT_OUTAGE_WAIT
     #: The same wait for a server that has not answered yet (a pipeline started while vLLM loads its
     #: weights), from the client's first call. 0: such a server fails calls like any refused connection.
-    wait_for_server: float = 0.0
+    wait_for_server: float = DEFAULT_WAIT_FOR_SERVER
 
     def __post_init__(self) -> None:
         name = "BreakerConfig"
@@ -79,7 +112,7 @@ class BreakerConfig:
         check_number(name, "outage_wait", self.outage_wait, at_least=0)
         check_number(name, "wait_for_server", self.wait_for_server, at_least=0)
         if self.metrics_url is not None:
-            _check_url(self.metrics_url)
+            check_metrics_url(name, "metrics_url", self.metrics_url, none_ok=True)
 
     def watermarks(self, capacity: int | None) -> tuple[int, int]:
         """``(high, low)`` in effect when the largest ``running`` seen is ``capacity`` (``None``: unknown)."""
@@ -100,14 +133,7 @@ class BreakerConfig:
         return f"BreakerConfig({', '.join(shown)})"
 
 
-def _check_url(url: object) -> None:
-    expected = "an http(s) URL or None"
-    if not isinstance(url, str):
-        reject("BreakerConfig", "metrics_url", url, expected)
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        valid = False
-    if not valid:
-        reject("BreakerConfig", "metrics_url", mask_url(url), expected)
+def check_metrics_url(owner: str, name: str, url: object, *, none_ok: bool = False) -> str:
+    """An http(s) URL for ``/metrics`` (the breaker's ``metrics_url``, ``RESILIENT_LLM_METRICS_URL``)."""
+    expected = "an http(s) URL" + (" or None" if none_ok else "")
+    return check_url(owner, name, url, schemes=METRICS_URL_SCHEMES, expected=expected)

@@ -7,13 +7,13 @@ shortest real interval between two engine steps, which bounds CPU use whatever t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, get_args
 
 from resilient_llm._exceptions import ConfigError
+from resilient_llm._policies._validate import check_int, check_number, reject
 
 if TYPE_CHECKING:
     from resilient_llm.testing._stats import QueueSample
@@ -49,6 +49,7 @@ FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 REQUEST_FAULTS: frozenset[str] = frozenset(FAULT_KINDS) - {"metrics_missing", "metrics_frozen"}
 #: Faults drawn once per ``GET /metrics`` scrape.
 SCRAPE_FAULTS: frozenset[str] = frozenset({"metrics_missing", "metrics_frozen"})
+_OWNER = "SimulatorConfig"
 #: Script entries that mean "no fault for this attempt".
 NO_FAULT = frozenset({"none", "ok", "-", ""})
 
@@ -65,9 +66,10 @@ class LogNormalLength:
     maximum: int = 32768
 
     def __post_init__(self) -> None:
-        _check(self.median >= 1, "median", self.median, "must be >= 1")
-        _check(math.isfinite(self.sigma) and self.sigma >= 0, "sigma", self.sigma, "must be finite and >= 0")
-        _check(self.maximum >= self.median, "maximum", self.maximum, "must be >= median")
+        owner = "LogNormalLength"
+        check_int(owner, "median", self.median, at_least=1)
+        check_number(owner, "sigma", self.sigma, at_least=0)
+        check_int(owner, "maximum", self.maximum, at_least=self.median)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,56 +133,42 @@ class SimulatorConfig:
     log_requests: bool = False
 
     def __post_init__(self) -> None:
-        _check(bool(self.model), "model", self.model, "must be a non-empty string")
-        _check(0 <= self.port <= 65535, "port", self.port, "must be in 0..65535")
+        owner = _OWNER
+        if not isinstance(self.model, str) or not self.model:
+            reject(owner, "model", self.model, "a non-empty string")
+        check_int(owner, "port", self.port, at_least=0)
+        if self.port > 65535:
+            reject(owner, "port", self.port, "a port number in 0..65535")
         for name in ("capacity", "engines", "max_model_len", "kv_cache_tokens", "embedding_dim"):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, name, value, "must be an int >= 1")
+            check_int(owner, name, getattr(self, name), at_least=1)
         for name in ("token_time", "batch_slowdown", "prefill_time_per_token", "retry_after", "metrics_lag"):
-            value = getattr(self, name)
-            _check(_finite(value) and value >= 0, name, value, "must be a finite number >= 0")
+            check_number(owner, name, getattr(self, name), at_least=0)
         for name in ("time_scale", "tick", "slow_max_gap", "restart_down_for", "sample_interval"):
-            value = getattr(self, name)
-            _check(_finite(value) and value > 0, name, value, "must be a finite number > 0")
-        _check(
-            _finite(self.slow_factor) and self.slow_factor >= 1,
-            "slow_factor",
-            self.slow_factor,
-            "must be >= 1",
-        )
-        _check(0 <= self.reasoning_ratio < 1, "reasoning_ratio", self.reasoning_ratio, "must be in [0, 1)")
-        _check(
-            self.reasoning_field in get_args(ReasoningField),
-            "reasoning_field",
-            self.reasoning_field,
-            f"must be one of {get_args(ReasoningField)}",
-        )
-        _check(
-            self.metrics_lag_mode in get_args(MetricsLagMode),
-            "metrics_lag_mode",
-            self.metrics_lag_mode,
-            f"must be one of {get_args(MetricsLagMode)}",
-        )
-        if isinstance(self.output_tokens, int):
-            _check(self.output_tokens >= 1, "output_tokens", self.output_tokens, "must be >= 1")
-        else:
-            _check(
-                isinstance(self.output_tokens, LogNormalLength),
-                "output_tokens",
-                self.output_tokens,
-                "must be an int or a LogNormalLength",
-            )
+            check_number(owner, name, getattr(self, name), above=0)
+        check_number(owner, "slow_factor", self.slow_factor, at_least=1)
+        ratio = self.reasoning_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+            reject(owner, "reasoning_ratio", ratio, "a number >= 0 and < 1")
+        if self.reasoning_field not in get_args(ReasoningField):
+            reject(owner, "reasoning_field", self.reasoning_field, _one_of(get_args(ReasoningField)))
+        if self.metrics_lag_mode not in get_args(MetricsLagMode):
+            reject(owner, "metrics_lag_mode", self.metrics_lag_mode, _one_of(get_args(MetricsLagMode)))
+        if not isinstance(self.output_tokens, LogNormalLength):
+            if not isinstance(self.output_tokens, int) or isinstance(self.output_tokens, bool):
+                reject(owner, "output_tokens", self.output_tokens, "an integer >= 1 or a LogNormalLength")
+            check_int(owner, "output_tokens", self.output_tokens, at_least=1)
         if self.max_queued is not None:
-            _check(self.max_queued >= 1, "max_queued", self.max_queued, "must be >= 1 or None")
+            check_int(owner, "max_queued", self.max_queued, at_least=1)
         object.__setattr__(self, "faults", MappingProxyType(_checked_faults(self.faults)))
         script = tuple(self.fault_script)
-        for entry in script:
-            _check(
-                entry is None or entry in NO_FAULT or entry in REQUEST_FAULTS,
-                "fault_script",
-                entry,
-                f"entries must be None, 'none' or one of {sorted(REQUEST_FAULTS)}",
-            )
+        for index, entry in enumerate(script):
+            if not (entry is None or entry in NO_FAULT or entry in REQUEST_FAULTS):
+                reject(
+                    owner,
+                    f"fault_script[{index}]",
+                    entry,
+                    "None, 'none' or " + _one_of(sorted(REQUEST_FAULTS)),
+                )
         object.__setattr__(self, "fault_script", script)
 
     def scaled(self, simulated_seconds: float) -> float:
@@ -214,24 +202,15 @@ def parse_faults(text: str) -> dict[str, float]:
 def _checked_faults(faults: Mapping[str, float]) -> dict[str, float]:
     checked: dict[str, float] = {}
     for name, probability in faults.items():
-        _check(name in FAULT_KINDS, "faults", dict(faults), f"unknown fault {name!r}; known: {FAULT_KINDS}")
-        _check(
-            _finite(probability) and 0 <= probability <= 1,
-            "faults",
-            dict(faults),
-            f"probability of {name!r} must be in [0, 1]",
-        )
-        checked[name] = float(probability)
+        if name not in FAULT_KINDS:
+            reject(_OWNER, "faults key", name, _one_of(FAULT_KINDS))
+        checked[name] = check_number(_OWNER, f"faults[{name!r}]", probability, at_least=0, at_most=1)
     for group, label in ((REQUEST_FAULTS, "per-request"), (SCRAPE_FAULTS, "per-scrape")):
         total = sum(p for name, p in checked.items() if name in group)
-        _check(total <= 1 + 1e-9, "faults", dict(faults), f"{label} probabilities sum to {total:g} > 1")
+        if total > 1 + 1e-9:
+            reject(_OWNER, "faults", dict(faults), f"{label} probabilities that sum to <= 1 (here {total:g})")
     return checked
 
 
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check(ok: bool, name: str, value: object, rule: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name}={value!r}: {rule}")
+def _one_of(choices: Sequence[str]) -> str:
+    return "one of " + ", ".join(map(repr, choices))

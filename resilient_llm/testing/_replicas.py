@@ -21,12 +21,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 
-from resilient_llm._exceptions import ConfigError
+from resilient_llm._policies._validate import check_int, check_number, reject
 from resilient_llm.testing._config import SimulatorConfig
 from resilient_llm.testing._server import VLLMSimulator
 from resilient_llm.testing._stats import InFlightGauge, SimulatorStats
@@ -55,14 +54,11 @@ class ReplicaFaults:
     faults: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
-        if not _finite(self.slowdown) or self.slowdown <= 0:
-            raise ConfigError(f"ReplicaFaults: slowdown must be a finite number > 0, got {self.slowdown!r}")
+        check_number("ReplicaFaults", "slowdown", self.slowdown, above=0)
         for name in ("die_at", "drain_at"):
             value = getattr(self, name)
-            if value is not None and (not _finite(value) or value < 0):
-                raise ConfigError(
-                    f"ReplicaFaults: {name} must be a finite number >= 0 or None, got {value!r}"
-                )
+            if value is not None:
+                check_number("ReplicaFaults", name, value, at_least=0)
         if self.faults is not None:
             object.__setattr__(self, "faults", MappingProxyType(dict(self.faults)))
 
@@ -87,18 +83,14 @@ class SimulatedReplicas:
         replicas: int = 3,
         faults: Mapping[int, ReplicaFaults] | None = None,
     ) -> None:
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ConfigError(f"SimulatedReplicas: replicas must be an integer >= 1, got {replicas!r}")
+        owner = "SimulatedReplicas"
+        check_int(owner, "replicas", replicas, at_least=1)
         plan = dict(faults or {})
         for index, fault in plan.items():
-            if not isinstance(index, int) or not 0 <= index < replicas:
-                raise ConfigError(
-                    f"SimulatedReplicas: faults key {index!r} is not a replica index in 0..{replicas - 1}"
-                )
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < replicas:
+                reject(owner, "faults key", index, f"a replica index in 0..{replicas - 1}")
             if not isinstance(fault, ReplicaFaults):
-                raise ConfigError(
-                    f"SimulatedReplicas: faults[{index}] must be a ReplicaFaults, got {fault!r}"
-                )
+                reject(owner, f"faults[{index}]", fault, "a ReplicaFaults")
         self._config = config if config is not None else SimulatorConfig()
         self._count = replicas
         self._plan = plan
@@ -214,7 +206,3 @@ class SimulatedReplicas:
     def drain(self, index: int, draining: bool = True) -> None:
         """Replica ``index`` refuses new requests with 503 while it finishes the running ones."""
         self._servers[index].set_draining(draining)
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
