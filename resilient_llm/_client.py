@@ -121,7 +121,8 @@ class AsyncOpenAI(openai.AsyncOpenAI):
             queue depth and on failures; ``None`` switches it off. On by default.
         retry_budget: :class:`RetryBudgetConfig`; retries allowed per window, so a dead server does
             not get a retry storm. Default 20 % of requests plus 2 per second.
-        backoff: :class:`Backoff` (base, cap, jitter) between attempts. Default full jitter 0.5..8 s.
+        backoff: :class:`Backoff` (base, cap, jitter) between attempts, or a tenacity wait strategy
+            (``tenacity.wait_random_exponential(...)``). Default full jitter 0.5..8 s.
         limits: :class:`Limits` on what an answer may make a call hold: the largest body, the largest
             stream event, how much of an error body is kept, redirects followed. Default 64 MiB, 8 MiB,
             8 KiB, 5.
@@ -156,7 +157,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         ramp_up: float | NotGiven = NOT_GIVEN,
         breaker: BreakerConfig | NotGiven | None = NOT_GIVEN,
         retry_budget: RetryBudgetConfig | NotGiven = NOT_GIVEN,
-        backoff: Backoff | NotGiven = NOT_GIVEN,
+        backoff: Backoff | Any = NOT_GIVEN,  # or a tenacity wait strategy
         limits: Limits | NotGiven = NOT_GIVEN,
         hooks: Iterable[EventHook] = (),
         _strict_response_validation: bool = False,
@@ -279,7 +280,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         *,
         deadline: float | NotGiven = NOT_GIVEN,
         stall_timeout: float | NotGiven | None = NOT_GIVEN,
-        backoff: Backoff | NotGiven = NOT_GIVEN,
+        backoff: Backoff | Any = NOT_GIVEN,  # or a tenacity wait strategy
         _extra_kwargs: Mapping[str, Any] = {},
         **options: Any,
     ) -> AsyncOpenAI:
