@@ -208,10 +208,19 @@ def simulator_args(args: argparse.Namespace, *, faults: bool = True) -> list[str
     return [
         *common,
         "--faults",
-        args.faults + (",metrics_missing=1" if args.no_metrics else ""),
+        effective_faults(args),
         "--max-queued",
         str(4 * args.capacity),
     ]
+
+
+def effective_faults(args: argparse.Namespace) -> str:
+    """The faulty runs' ``--faults``: with ``--no-metrics`` every scrape is a 404, which replaces any
+    other scrape fault of the mix (``metrics_frozen``: a scrape draws one fault at most)."""
+    if not args.no_metrics:
+        return str(args.faults)
+    parts = [p for p in args.faults.split(",") if p.strip() and not p.strip().startswith("metrics_")]
+    return ",".join([*parts, "metrics_missing=1"])
 
 
 def fault_set(text: str) -> str:
@@ -413,6 +422,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--time-scale must be in (0, 1], got {args.time_scale}")
     if not args.limit_factor > 1:
         parser.error(f"--limit-factor must be > 1, got {args.limit_factor}")
+    from resilient_llm import ConfigError
+    from resilient_llm.testing import parse_faults
+
+    try:
+        parse_faults(effective_faults(args))
+    except ConfigError as exc:
+        parser.error(f"--faults {args.faults}: {exc}")
     missing = demo_available()
     if missing:
         print(f"error: {missing}", file=sys.stderr)
@@ -436,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(describe(info, command))
     print(
         f"workload: {workload.tasks} tasks x {workload.rounds} rounds x {workload.calls_per_round} calls "
-        f"= {workload.calls} calls, {workload.total_tokens():,} tokens; faults {args.faults}; "
+        f"= {workload.calls} calls, {workload.total_tokens():,} tokens; faults {effective_faults(args)}; "
         f"capacity {args.capacity}; ideal makespan {ideal:.0f} simulated s; time scale {args.time_scale:g}; "
         f"runs stopped at {args.limit_factor:g}x ideal",
         flush=True,
@@ -470,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "time_scale": args.time_scale,
             "capacity": args.capacity,
-            "faults": args.faults,
+            "faults": effective_faults(args),
             "seed": args.seed,
             "workload": {
                 "tasks": workload.tasks,

@@ -74,6 +74,25 @@ def test_baseline_simulator_has_no_faults_and_no_queue_bound() -> None:
     assert clean == faulty[: len(clean)]  # the same server otherwise
 
 
+def test_no_metrics_replaces_the_mixes_scrape_faults_with_every_scrape_a_404() -> None:
+    from resilient_llm.testing import parse_faults
+
+    args = bench_faults.build_parser().parse_args(["--faults", "every-kind", "--no-metrics"])
+    faults = parse_faults(bench_faults.effective_faults(args))
+    assert faults["metrics_missing"] == 1.0 and "metrics_frozen" not in faults
+    assert faults["restart"] == 0.01  # the request faults stay
+    with_metrics = bench_faults.build_parser().parse_args(["--faults", "every-kind"])
+    assert bench_faults.effective_faults(with_metrics) == bench_faults.EVERY_KIND_FAULTS
+
+
+def test_a_fault_mix_the_simulator_would_refuse_is_an_argument_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        bench_faults.main(["--faults", "ghost=0.7,lost=0.7"])
+    assert "sum to 1.4 > 1" in capsys.readouterr().err
+
+
 def _row(client: str, makespan: float, **extra: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "client": client,
