@@ -80,7 +80,7 @@ def test_no_metrics_replaces_the_mixes_scrape_faults_with_every_scrape_a_404() -
     args = bench_faults.build_parser().parse_args(["--faults", "every-kind", "--no-metrics"])
     faults = parse_faults(bench_faults.effective_faults(args))
     assert faults["metrics_missing"] == 1.0 and "metrics_frozen" not in faults
-    assert faults["restart"] == 0.01  # the request faults stay
+    assert faults["restart"] == 0.005  # the request faults stay
     with_metrics = bench_faults.build_parser().parse_args(["--faults", "every-kind"])
     assert bench_faults.effective_faults(with_metrics) == bench_faults.EVERY_KIND_FAULTS
 
@@ -91,6 +91,16 @@ def test_a_fault_mix_the_simulator_would_refuse_is_an_argument_error(
     with pytest.raises(SystemExit):
         bench_faults.main(["--faults", "ghost=0.7,lost=0.7"])
     assert "sum to 1.4 > 1" in capsys.readouterr().err
+
+
+def test_kinds_of_the_mix_that_no_faulty_run_met_are_named() -> None:
+    rows = [
+        {"client": "baseline", "faults_injected": {}},
+        {"client": "resilient_llm", "faults_injected": {"ghost": 3, "lost": 0}},
+        {"client": "after", "faults_injected": {"drop": 1}},
+    ]
+    faults = "ghost=0.03,lost=0.02,drop=0.02,503=0.01,500=0"
+    assert bench_faults.kinds_not_drawn(faults, rows) == ["lost", "503"]  # 500 at 0 is not asked for
 
 
 def _row(client: str, makespan: float, **extra: Any) -> dict[str, Any]:
