@@ -43,6 +43,7 @@ import argparse
 import difflib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -607,6 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         report = {
+            "command": shlex.join(["scripts/verify-arc-swap.py", *(sys.argv[1:] if argv is None else argv)]),
             "checkout": str(checkout),
             "server": args.server,
             "clients": list(args.clients),

@@ -336,6 +336,10 @@ def test_stub_run_of_baseline_and_swapped_one_after_the_other_reports_the_ratio(
     printed = capsys.readouterr().out
     document = json.loads(report.read_text())
     assert document["clients"] == ["baseline", "swapped"] and document["sequential"] is True
+    assert (
+        document["command"].startswith("scripts/verify-arc-swap.py ")
+        and "--sequential" in document["command"]
+    )
     runs = {run["client"]: run for run in document["runs"]}
     assert runs["baseline"]["client_module"] == "openai"
     assert runs["swapped"]["client_module"] == "resilient_llm"
