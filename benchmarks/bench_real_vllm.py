@@ -325,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", choices=("burst", "orphans"), help="run one part only (default: the bursts, then orphans)"
     )
     parser.add_argument("--max-tokens", type=int, default=48, help="max_tokens of every call")
-    parser.add_argument("--grid", type=int, default=10, help="side of the grid in each prompt")
+    parser.add_argument(
+        "--grid", type=int, default=4, help="side of the grid in each prompt (4: about 85 tokens)"
+    )
     parser.add_argument(
         "--no-ignore-eos",
         dest="ignore_eos",
