@@ -323,9 +323,8 @@ def kinds_not_drawn(faults: str, rows: Sequence[dict[str, Any]]) -> list[str]:
 def verdict_line(result: dict[str, Any], row: dict[str, Any]) -> str:
     met = "MET" if result["met"] else "NOT MET"
     return (
-        f"resilient_llm under faults: {row['ok']}/{row['calls']} ok, {row['hung_or_not_run']} hung, "
-        f"makespan {result['makespan_over_baseline']:.2f}x the official SDK's without faults "
-        f"(target <= {result['target']:.2f}x): {met}"
+        f"resilient_llm: {row['ok']}/{row['calls']} ok, {row['hung_or_not_run']} hung, makespan "
+        f"{result['makespan_over_baseline']:.2f}x the baseline's (target <= {result['target']:.2f}x): {met}"
     )
 
 

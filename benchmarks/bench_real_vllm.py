@@ -283,20 +283,23 @@ def burst_table(rows: Sequence[dict[str, Any]]) -> str:
 def burst_line(summary: dict[str, Any], calls: int) -> str:
     official, library = summary["openai"], summary["resilient_llm"]
     if summary["ratio"] is None:
-        return f"{calls}-call burst: no ratio (a client had no run with every call ok)"
+        return f"{calls} calls: no ratio (a client had no run with every call ok)"
+    runs = library["clean_runs"], official["clean_runs"]
+    counted = f"{runs[0]}" if runs[0] == runs[1] else f"{runs[0]} and {runs[1]}"
+    failed = "" if summary["every_call_ok"] else " (calls failed)"
     return (
-        f"{calls}-call burst, median of {library['clean_runs']} vs {official['clean_runs']} runs: "
-        f"resilient_llm {library['median_s']:.2f} s, official SDK {official['median_s']:.2f} s, "
-        f"ratio {summary['ratio']:.2f}x (target <= {summary['target']:.2f}x"
-        f"{'' if summary['every_call_ok'] else ', and every call ok'}): {'MET' if summary['met'] else 'NOT MET'}"
+        f"{calls} calls, median of {counted} runs: resilient_llm {library['median_s']:.2f} s / openai "
+        f"{official['median_s']:.2f} s = {summary['ratio']:.2f}x (target <= {summary['target']:.2f}x)"
+        f"{failed}: {'MET' if summary['met'] else 'NOT MET'}"
     )
 
 
 def orphan_line(verdict: dict[str, Any], row: dict[str, Any]) -> str:
+    metrics = "/metrics read" if verdict["metrics_available"] else "/metrics NOT read"
     return (
-        f"{row['calls']}-call burst through resilient_llm: {row['ok']}/{row['calls']} ok, "
-        f"orphans {verdict['orphans']}, stalls {verdict['stalls']}, /metrics read: "
-        f"{verdict['metrics_available']} ({row['seconds']:.1f} s): {'MET' if verdict['met'] else 'NOT MET'}"
+        f"{row['calls']} calls through resilient_llm: {row['ok']}/{row['calls']} ok, orphans "
+        f"{verdict['orphans']}, stalls {verdict['stalls']}, {metrics} ({row['seconds']:.1f} s): "
+        f"{'MET' if verdict['met'] else 'NOT MET'}"
     )
 
 

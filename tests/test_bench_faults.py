@@ -240,4 +240,4 @@ def test_faults_short_run_resilient_client_hangs_nothing_and_is_divided_by_the_b
     assert document["baseline_makespan_simulated_s"] > 0
     assert document["verdict"]["target"] == 1.10
     assert document["verdict"]["makespan_over_baseline"] == row["makespan_over_baseline"]
-    assert "the official SDK's without faults" in capsys.readouterr().out
+    assert "x the baseline's (target <= 1.10x)" in capsys.readouterr().out

@@ -81,11 +81,16 @@ def test_medians_and_ratio_over_alternating_runs() -> None:
     assert summary["openai"] == {"runs": 3, "clean_runs": 3, "seconds": [44.0, 42.0, 43.0], "median_s": 43.0}
     assert summary["resilient_llm"]["median_s"] == 43.0
     assert (summary["ratio"], summary["met"], summary["every_call_ok"]) == (1.0, True, True)
-    assert "ratio 1.00x" in bench.burst_line(summary, 96) and "MET" in bench.burst_line(summary, 96)
+    line = bench.burst_line(summary, 96)
+    assert line == (
+        "96 calls, median of 3 runs: resilient_llm 43.00 s / openai 43.00 s = 1.00x (target <= 1.00x): MET"
+    )
     rows[3] = _run("resilient_llm", 30.0, ok=95)  # a failed call: not a clean run, and not met
     summary = bench.summarize_bursts(rows)
     assert summary["resilient_llm"]["clean_runs"] == 2 and summary["resilient_llm"]["median_s"] == 42.75
-    assert summary["met"] is False and "NOT MET" in bench.burst_line(summary, 96)
+    assert summary["met"] is False
+    assert "median of 2 and 3 runs" in bench.burst_line(summary, 96)
+    assert bench.burst_line(summary, 96).endswith("(calls failed): NOT MET")
     slower = bench.summarize_bursts([_run("openai", 40.0), _run("resilient_llm", 45.0)])
     assert (slower["ratio"], slower["met"]) == (1.125, False)
     none = bench.summarize_bursts([_run("openai", 40.0, ok=0)])
@@ -147,6 +152,6 @@ def test_short_run_against_the_simulator_reports_both_parts(
     orphans = document["orphans"]
     assert orphans["run"]["calls"] == 4 and orphans["verdict"]["met"] is True
     assert orphans["verdict"]["metrics_available"] is True
-    assert "6-call burst, median of 2 vs 2 runs" in printed
-    assert "4-call burst through resilient_llm: 4/4 ok, orphans 0, stalls 0" in printed
+    assert "6 calls, median of 2 runs: resilient_llm" in printed
+    assert "4 calls through resilient_llm: 4/4 ok, orphans 0, stalls 0, /metrics read" in printed
     assert document["machine"]["load_average"] is not None
