@@ -43,9 +43,18 @@ def usable_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (what ``uptime`` shows), or None where there are none."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_info() -> dict[str, object]:
     return {
         "nproc": len(usable_cpus()),
+        "load_average": load_average(),
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model(),
         "python": sys.version.split()[0],
@@ -70,10 +79,13 @@ def describe(info: dict[str, object], command: str) -> str:
     packages = info["packages"]
     assert isinstance(packages, dict)
     versions = ", ".join(f"{name} {version}" for name, version in packages.items())
+    load = info.get("load_average")
+    loaded = f"; load average {', '.join(f'{v:.2f}' for v in load)}" if isinstance(load, list) else ""
     return "\n".join(
         [
             f"command: {command}",
-            f"machine: {info['nproc']} CPUs ({info['cpu_model']}), {info['implementation']} {info['python']}",
+            f"machine: {info['nproc']} CPUs ({info['cpu_model']}), {info['implementation']} {info['python']}"
+            + loaded,
             f"packages: {versions}",
         ]
     )

@@ -4,23 +4,31 @@ The workload is the pipeline's shape (``resilient_llm.demo``'s :class:`ArcWorklo
 started together, each running rounds of parallel calls gathered with ``return_exceptions=True``,
 answer lengths long-tailed (log-normal). The simulator runs in a process of its own with the
 incident's faults: ghosted answers (generated, never sent), lost requests (never answered),
-dropped connections and 503s from a bounded queue. Three clients run it, each against a fresh
+dropped connections and 503s from a bounded queue. Four clients run it, each against a fresh
 simulator with the same seed:
 
+* ``baseline``: the official SDK (its own defaults, no stagger, the pipeline's semaphore of 100)
+  against the simulator **without faults**: the yardstick the others are divided by;
 * ``before``: the official SDK as the incident had it: ``timeout=2500``, ``max_retries=2``, tasks
   staggered by ``i * 2`` seconds, a process-wide semaphore of 100;
 * ``after``: the official SDK with the incident's manual fix: ``timeout=60``, ``max_retries=3``,
   stagger ``i * 5``;
 * ``resilient_llm``: this library's defaults, no stagger.
 
+``--faults`` takes ``KIND=P,...`` or a preset: ``incident`` (the default) or ``every-kind`` (every
+fault kind the simulator has; ``--no-metrics`` adds the one left out, every ``/metrics`` scrape a 404).
+
 Every duration (the simulator's, each client's timeouts and the SDK's retry sleeps, this library's
 defaults) is multiplied by ``--time-scale``, so minutes of serving run in seconds; figures are
 reported in simulated seconds. A run still going at ``--limit-factor`` times the ideal makespan is
 stopped: its pending calls count as hung. Reported per client: calls ok / failed / hung, makespan,
-makespan ÷ ideal (total work ÷ server capacity), and wasted tokens (generated, never delivered;
-the simulator's own counter).
+makespan ÷ ideal (total work ÷ server capacity), makespan ÷ the baseline's, and wasted tokens
+(generated, never delivered; the simulator's own counter). When both ran, a last line says whether
+``resilient_llm`` under faults met the target: every call ok, none hung, makespan at most
+``--target`` × the baseline's (1.10, or 1.3 with ``--no-metrics``).
 
     python benchmarks/bench_faults.py
+    python benchmarks/bench_faults.py --clients baseline resilient_llm --faults every-kind
     python benchmarks/bench_faults.py --clients resilient_llm --time-scale 0.02
 """
 
@@ -47,6 +55,19 @@ DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "faults.json"
 DEFAULT_CHART = REPO_ROOT / "docs" / "img" / "bench-faults.png"
 MODEL = "openai/gpt-oss-20b"
 INCIDENT_FAULTS = "ghost=0.03,lost=0.02,drop=0.02,503=0.01"
+#: Every fault kind of the simulator but ``metrics_missing`` (that is ``--no-metrics``): the issue's
+#: incident mix (ghosted 3 %, lost 2 %, dropped 2 %, 503 3 %), 1 % of each other kind per attempt but
+#: ``restart`` at 0.5 % (about one or two per run: each restart loses every request in flight), and 2 %
+#: of ``/metrics`` scrapes frozen. A test checks it names every kind; a run says which were not drawn.
+EVERY_KIND_FAULTS = (
+    "ghost=0.03,lost=0.02,drop=0.02,503=0.03,429=0.01,500=0.01,"
+    "truncated=0.01,error_chunk=0.01,slow=0.01,restart=0.005,metrics_frozen=0.02"
+)
+FAULT_PRESETS = {"incident": INCIDENT_FAULTS, "every-kind": EVERY_KIND_FAULTS}
+BASELINE = "baseline"
+#: The issue's targets for resilient_llm's makespan under faults ÷ the baseline's.
+TARGET = 1.10
+TARGET_NO_METRICS = 1.3
 PIPELINE_SEMAPHORE = 100  # the pipeline's MAX_CONCURRENCY default
 
 Call = Callable[[int, int], Awaitable[str | None]]
@@ -61,11 +82,20 @@ class Profile:
     stagger: float
     timeout: float | None = None
     max_retries: int | None = None
+    faults: bool = True  # False: a simulator without faults (the baseline)
 
 
 PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in (
+        Profile(
+            name=BASELINE,
+            label="openai SDK, no faults (baseline)",
+            stagger=0.0,
+            timeout=600.0,  # the SDK's default; nothing times out without faults
+            max_retries=2,
+            faults=False,
+        ),
         Profile(
             name="before", label="openai SDK, incident settings", stagger=2.0, timeout=2500.0, max_retries=2
         ),
@@ -159,23 +189,44 @@ async def open_profile(profile: Profile, base_url: str, scale: float) -> Any:
             await asyncio.wait_for(client.close(), 5.0)
 
 
-def simulator_args(args: argparse.Namespace) -> list[str]:
-    return [
+def simulator_args(args: argparse.Namespace, *, faults: bool = True) -> list[str]:
+    """The simulator's command line; ``faults=False`` for the baseline: no faults and, as vLLM by
+    default, no bound on its queue (a bounded queue's 503s are one of the incident's faults)."""
+    common = [
         "--capacity",
         str(args.capacity),
         "--time-scale",
         str(args.time_scale),
         "--seed",
         str(args.seed),
-        "--faults",
-        args.faults + (",metrics_missing=1" if args.no_metrics else ""),
-        "--max-queued",
-        str(4 * args.capacity),
         "--metrics-lag",
         "2.0",
         "--log-level",
         "WARNING",
     ]
+    if not faults:
+        return common
+    return [
+        *common,
+        "--faults",
+        effective_faults(args),
+        "--max-queued",
+        str(4 * args.capacity),
+    ]
+
+
+def effective_faults(args: argparse.Namespace) -> str:
+    """The faulty runs' ``--faults``: with ``--no-metrics`` every scrape is a 404, which replaces any
+    other scrape fault of the mix (``metrics_frozen``: a scrape draws one fault at most)."""
+    if not args.no_metrics:
+        return str(args.faults)
+    parts = [p for p in args.faults.split(",") if p.strip() and not p.strip().startswith("metrics_")]
+    return ",".join([*parts, "metrics_missing=1"])
+
+
+def fault_set(text: str) -> str:
+    """``--faults``: a preset's mix (``incident``, ``every-kind``), or ``KIND=P,...`` as it is."""
+    return FAULT_PRESETS.get(text, text)
 
 
 def ideal_makespan(workload: Any, capacity: int) -> float:
@@ -227,23 +278,75 @@ def first_errors(outcomes: Sequence[Any], count: int = 3) -> dict[str, int]:
     return dict(sorted(tally.items(), key=lambda item: -item[1])[:count])
 
 
+def add_baseline_ratios(rows: Sequence[dict[str, Any]]) -> float | None:
+    """Set each measured row's ``makespan_over_baseline``; the baseline's makespan (real s) or None."""
+    base = next((r for r in rows if r.get("client") == BASELINE and "status" not in r), None)
+    if base is None or base["limit_hit"] or not base["makespan_s"] > 0:
+        return None
+    for row in rows:
+        if "status" not in row:
+            row["makespan_over_baseline"] = round(row["makespan_s"] / base["makespan_s"], 2)
+    return float(base["makespan_s"])
+
+
+def verdict(rows: Sequence[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    """Did ``resilient_llm`` under faults meet the issue's target against the baseline? None when
+    either run is missing."""
+    row = next((r for r in rows if r.get("client") == "resilient_llm" and "status" not in r), None)
+    if row is None or "makespan_over_baseline" not in row:
+        return None
+    all_ok = row["ok"] == row["calls"]
+    none_hung = row["hung_or_not_run"] == 0 and not row["limit_hit"]
+    ratio = row["makespan_over_baseline"]
+    return {
+        "all_ok": all_ok,
+        "none_hung": none_hung,
+        "makespan_over_baseline": ratio,
+        "target": target,
+        "met": all_ok and none_hung and ratio <= target,
+    }
+
+
+def kinds_not_drawn(faults: str, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The fault kinds of ``faults`` that no faulty run met (the draw is per attempt: a small
+    probability can miss a run)."""
+    from resilient_llm.testing import parse_faults
+
+    wanted = [kind for kind, probability in parse_faults(faults).items() if probability > 0]
+    drawn: set[str] = set()
+    for row in rows:
+        if row.get("client") != BASELINE and "status" not in row:
+            drawn.update(kind for kind, count in row.get("faults_injected", {}).items() if count)
+    return [kind for kind in wanted if kind not in drawn]
+
+
+def verdict_line(result: dict[str, Any], row: dict[str, Any]) -> str:
+    met = "MET" if result["met"] else "NOT MET"
+    return (
+        f"resilient_llm: {row['ok']}/{row['calls']} ok, {row['hung_or_not_run']} hung, makespan "
+        f"{result['makespan_over_baseline']:.2f}x the baseline's (target <= {result['target']:.2f}x): {met}"
+    )
+
+
 def table(rows: Sequence[dict[str, Any]]) -> str:
     header = (
-        f"{'client':<31} {'ok':>5} {'failed':>6} {'hung':>5} {'makespan (sim s)':>17} "
-        f"{'÷ ideal':>8} {'wasted tokens':>20}"
+        f"{'client':<33} {'ok':>5} {'failed':>6} {'hung':>5} {'makespan (sim s)':>17} "
+        f"{'÷ ideal':>8} {'÷ baseline':>10} {'wasted tokens':>20}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         if "status" in row:
-            lines.append(f"{row['label']:<31} {row['status']}")
+            lines.append(f"{row['label']:<33} {row['status']}")
             continue
         plus = "+" if row["limit_hit"] else ""
         wasted = f"{row['tokens_wasted']:,} ({row['wasted_pct']:.1f}%)"
         makespan = f"{row['makespan_simulated_s']}{plus}"
         over_ideal = f"{row['makespan_over_ideal']}{plus}"
+        ratio = row.get("makespan_over_baseline")
+        over_base = "-" if ratio is None else f"{ratio:.2f}{plus}"
         lines.append(
-            f"{row['label']:<31} {row['ok']:>5} {row['failed']:>6} {row['hung_or_not_run']:>5} "
-            f"{makespan:>17} {over_ideal:>8} {wasted:>20}"
+            f"{row['label']:<33} {row['ok']:>5} {row['failed']:>6} {row['hung_or_not_run']:>5} "
+            f"{makespan:>17} {over_ideal:>8} {over_base:>10} {wasted:>20}"
         )
     return "\n".join(lines)
 
@@ -293,7 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--capacity", type=int, default=16, help="sequences the simulated server runs at once"
     )
-    parser.add_argument("--faults", default=INCIDENT_FAULTS, help="simulator faults, KIND=P,...")
+    parser.add_argument(
+        "--faults",
+        type=fault_set,
+        default="incident",
+        help=f"simulator faults, KIND=P,... or a preset: {', '.join(FAULT_PRESETS)}",
+    )
     parser.add_argument("--seed", type=int, default=1, help="the simulator's seed (same for every client)")
     parser.add_argument("--tasks", type=int, default=8, help="tasks started together")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of parallel calls per task")
@@ -308,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--limit-factor", type=float, default=4.0, help="stop a run at this multiple of ideal"
     )
+    parser.add_argument(
+        "--target",
+        type=float,
+        help=f"resilient_llm's makespan ÷ the baseline's to meet (default {TARGET:g}, "
+        f"{TARGET_NO_METRICS:g} with --no-metrics)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
     parser.add_argument("--chart", type=Path, default=DEFAULT_CHART, help="PNG chart file")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -321,6 +435,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--time-scale must be in (0, 1], got {args.time_scale}")
     if not args.limit_factor > 1:
         parser.error(f"--limit-factor must be > 1, got {args.limit_factor}")
+    from resilient_llm import ConfigError
+    from resilient_llm.testing import parse_faults
+
+    try:
+        parse_faults(effective_faults(args))
+    except ConfigError as exc:
+        parser.error(f"--faults {args.faults}: {exc}")
     missing = demo_available()
     if missing:
         print(f"error: {missing}", file=sys.stderr)
@@ -344,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(describe(info, command))
     print(
         f"workload: {workload.tasks} tasks x {workload.rounds} rounds x {workload.calls_per_round} calls "
-        f"= {workload.calls} calls, {workload.total_tokens():,} tokens; faults {args.faults}; "
+        f"= {workload.calls} calls, {workload.total_tokens():,} tokens; faults {effective_faults(args)}; "
         f"capacity {args.capacity}; ideal makespan {ideal:.0f} simulated s; time scale {args.time_scale:g}; "
         f"runs stopped at {args.limit_factor:g}x ideal",
         flush=True,
@@ -354,15 +475,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     for name in args.clients:
         profile = PROFILES[name]
+        extra = simulator_args(args, faults=profile.faults)
         try:
-            with running_server("simulator", extra_args=simulator_args(args), cpus=server_cpus) as server:
+            with running_server("simulator", extra_args=extra, cpus=server_cpus) as server:
                 rows.append(asyncio.run(run_profile(profile, server, workload, args, ideal)))
         except ServerUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(f"  {profile.label}: done", file=sys.stderr, flush=True)
+    baseline = add_baseline_ratios(rows)
+    target = args.target if args.target is not None else TARGET_NO_METRICS if args.no_metrics else TARGET
+    result = verdict(rows, target)
     print()
     print(table(rows))
+    missed = kinds_not_drawn(effective_faults(args), rows)
+    if missed:
+        print(f"\nnote: no run met these fault kinds of the mix: {', '.join(missed)}")
+    if result is not None:
+        library = next(r for r in rows if r.get("client") == "resilient_llm")
+        print(f"\n{verdict_line(result, library)}")
     elapsed = time.perf_counter() - started
     document = {
         "benchmark": "faults",
@@ -371,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "time_scale": args.time_scale,
             "capacity": args.capacity,
-            "faults": args.faults,
+            "faults": effective_faults(args),
             "seed": args.seed,
             "workload": {
                 "tasks": workload.tasks,
@@ -383,8 +514,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "ideal_makespan_simulated_s": round(ideal, 1),
             "limit_factor": args.limit_factor,
+            "no_metrics": args.no_metrics,
         },
         "elapsed_seconds": round(elapsed, 1),
+        "baseline_makespan_simulated_s": None if baseline is None else round(baseline / args.time_scale, 1),
+        "verdict": result,
+        "fault_kinds_not_drawn": missed,
         "results": rows,
     }
     write_results(args.output, document)

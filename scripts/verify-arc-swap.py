@@ -3,18 +3,26 @@
 
 Given a local checkout of the ARC pipeline (``iamseungpil/arc-lang-public``), this script
 
-1. makes two scratch copies of it (the checkout itself is never touched);
-2. in one of them applies the one-line import swap in ``src/llms/structured.py``
+1. makes a scratch copy of it per run (the checkout itself is never touched);
+2. in the ``swapped`` copy applies the one-line import swap in ``src/llms/structured.py``
    (``from openai import AsyncOpenAI`` -> ``from resilient_llm import AsyncOpenAI``) and checks
    that nothing else differs;
 3. starts a server for each copy: the simulated vLLM (``resilient-llm simulate``) with the
-   incident's faults (ghosted and lost answers, dropped connections, 503s), or the benchmarks'
-   instant stub for a fault-free smoke test;
+   incident's faults (ghosted 3 %, lost 2 %, dropped 2 %, 503 3 %), or the benchmarks' instant
+   stub for a fault-free smoke test;
 4. runs the pipeline's own ``src.run.run_from_json`` on the first N tasks with the pipeline's
-   local vLLM config (``local_gpt_oss_20b_config``), official and swapped side by side, each under
-   a wall-clock limit after which its process is killed;
-5. reports, per client, the tasks finished / failed / hung (started, never ended) / not started,
-   and the calls started / answered / failed / still waiting when the run ended.
+   local vLLM config (``local_gpt_oss_20b_config``), side by side (or one after the other with
+   ``--sequential``), each under a wall-clock limit after which its process is killed;
+5. reports, per run, the tasks finished / failed / hung (started, never ended) / not started,
+   the calls started / answered / failed / still waiting when the run ended, and its wall time.
+
+The runs (``--clients``): ``official`` (the pipeline unchanged, under the faults), ``swapped`` (the
+one-line swap, under the faults) and ``baseline`` (the pipeline unchanged, against the same
+simulator **without faults** and, as vLLM by default, without a bound on its queue). With
+``baseline`` and ``swapped`` in one invocation the report ends with the swapped run's time ÷ the
+baseline's, the figure issue 8 asks to be at most ``--target`` (1.3). Times are the pipeline's own
+run (from the driver's start of ``run_from_json`` to its return, so interpreter start-up and the
+pipeline's imports are left out); the process wall times are reported too.
 
 The pipeline runs in its own virtualenv (``--python``; its ``pyproject.toml`` dependencies plus
 ``pip install -e`` of this repository). A small driver written into each scratch copy calls
@@ -25,6 +33,7 @@ Exit status: 0 when the swapped run ended every task before its limit, 1 when it
 the setup failed (bad checkout, no simulator, no interpreter).
 
     scripts/verify-arc-swap.py /tmp/arc-lang-public --tasks 4 --limit 600
+    scripts/verify-arc-swap.py /tmp/arc-lang-public --clients baseline swapped --sequential --tasks 4
     scripts/verify-arc-swap.py /tmp/arc-lang-public --server stub --tasks 2 --limit 120
 """
 
@@ -34,6 +43,7 @@ import argparse
 import difflib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -50,7 +60,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: make the repository's benchmarks importable
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks._servers import (  # noqa: E402  (after the path set-up above)
+from benchmarks._machine import load_average  # noqa: E402  (after the path set-up above)
+from benchmarks._servers import (  # noqa: E402
     RunningServer,
     ServerKind,
     ServerUnavailable,
@@ -61,13 +72,16 @@ from benchmarks._servers import (  # noqa: E402  (after the path set-up above)
 TARGET = Path("src/llms/structured.py")
 ORIGINAL_IMPORT = "from openai import AsyncOpenAI"
 SWAPPED_IMPORT = "from resilient_llm import AsyncOpenAI"
-INCIDENT_FAULTS = "ghost=0.03,lost=0.02,drop=0.02,503=0.01"
+INCIDENT_FAULTS = "ghost=0.03,lost=0.02,drop=0.02,503=0.03"  # issue 8's measurement
 DEFAULT_PYTHON = "/opt/arc-venv/bin/python"
 CHALLENGES = "data/arc-prize-2024/arc-agi_evaluation_challenges.json"
 SOLUTIONS = "data/arc-prize-2024/arc-agi_evaluation_solutions.json"
 DRIVER_NAME = "_verify_arc_driver.py"
 IGNORED = shutil.ignore_patterns(".git", "logs", "attempts", "__pycache__", ".venv", "*.pyc", DRIVER_NAME)
-CLIENTS = ("official", "swapped")
+CLIENTS = ("official", "swapped", "baseline")
+DEFAULT_CLIENTS = ("official", "swapped")
+#: Issue 8: the swapped run under faults within this multiple of the baseline's time.
+RATIO_TARGET = 1.3
 
 # Written into each scratch copy and run there with the pipeline's interpreter. It wraps, for
 # observation only, the pipeline's per-task coroutine and the local client's create() method.
@@ -155,6 +169,11 @@ emit(event="run_ended")
 '''
 
 
+def load_line() -> str:
+    load = load_average()
+    return "load average " + (", ".join(f"{v:.2f}" for v in load) if load else "unknown")
+
+
 class SetupError(Exception):
     """The checkout, interpreter or server cannot be used; the message says why."""
 
@@ -174,6 +193,8 @@ class Outcome:
     calls_failed: int = 0
     call_errors: dict[str, int] = field(default_factory=dict)
     run_ended: bool = False
+    run_started_at: float | None = None  # the driver's clock: run_from_json called ...
+    run_ended_at: float | None = None  # ... and returned
     limit_hit: bool = False
     exit_code: int | None = None
     seconds: float = 0.0
@@ -196,6 +217,19 @@ class Outcome:
     def all_ended(self) -> bool:
         return bool(self.tasks) and not self.hung and not self.not_started
 
+    @property
+    def run_seconds(self) -> float | None:
+        """The pipeline's own run time (``run_from_json``), or None when it did not return."""
+        if self.run_started_at is None or self.run_ended_at is None:
+            return None
+        return self.run_ended_at - self.run_started_at
+
+    @property
+    def timed_seconds(self) -> float:
+        """The run time when there is one, else the process's wall time (a lower bound)."""
+        run = self.run_seconds
+        return self.seconds if run is None else run
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "client": self.client,
@@ -214,6 +248,7 @@ class Outcome:
             "limit_hit": self.limit_hit,
             "exit_code": self.exit_code,
             "seconds": round(self.seconds, 1),
+            "run_seconds": None if self.run_seconds is None else round(self.run_seconds, 1),
             "server_stats": self.server_stats,
         }
 
@@ -232,6 +267,7 @@ def read_events(path: Path, client: str) -> Outcome:
         if kind == "run":
             outcome.tasks = list(event.get("tasks", []))
             outcome.client_module = str(event.get("client", "?"))
+            outcome.run_started_at = _time(event)
         elif kind == "task_started":
             outcome.started.append(event["task"])
         elif kind == "task_finished":
@@ -248,7 +284,13 @@ def read_events(path: Path, client: str) -> Outcome:
             outcome.call_errors[error] = outcome.call_errors.get(error, 0) + 1
         elif kind == "run_ended":
             outcome.run_ended = True
+            outcome.run_ended_at = _time(event)
     return outcome
+
+
+def _time(event: dict[str, Any]) -> float | None:
+    value = event.get("t")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def swap_import(source: str) -> str:
@@ -271,25 +313,30 @@ def changed_lines(before: str, after: str) -> list[str]:
     return [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 
-def make_copies(checkout: Path, workdir: Path) -> dict[str, Path]:
-    """Scratch copies of ``checkout``: ``official`` as it is, ``swapped`` with the one-line swap."""
+def make_copies(checkout: Path, workdir: Path, clients: Sequence[str] = CLIENTS) -> dict[str, Path]:
+    """A scratch copy of ``checkout`` per client: ``swapped`` with the one-line swap, the others
+    (``official``, ``baseline``) as it is. The swap is checked even when ``swapped`` is not run."""
     target = checkout / TARGET
     if not target.is_file():
         raise SetupError(f"{checkout} is not the ARC pipeline: {TARGET} is missing")
     for data in (CHALLENGES, SOLUTIONS):
         if not (checkout / data).is_file():
             raise SetupError(f"{checkout} has no {data}")
+    original = target.read_text(encoding="utf-8")
+    swapped = swap_import(original)
+    diff = changed_lines(original, swapped)
+    if diff != [f"-{ORIGINAL_IMPORT}", f"+{SWAPPED_IMPORT}"]:
+        raise SetupError(f"the swap changed more than one line: {diff}")
     copies = {}
-    for client in CLIENTS:
+    for client in clients:
         copy = workdir / client
         shutil.copytree(checkout, copy, ignore=IGNORED)
         copies[client] = copy
-    original = target.read_text(encoding="utf-8")
-    swapped = swap_import(original)
-    (copies["swapped"] / TARGET).write_text(swapped, encoding="utf-8")
-    diff = changed_lines(original, (copies["swapped"] / TARGET).read_text(encoding="utf-8"))
-    if diff != [f"-{ORIGINAL_IMPORT}", f"+{SWAPPED_IMPORT}"]:
-        raise SetupError(f"the swap changed more than one line: {diff}")
+    if "swapped" in copies:
+        (copies["swapped"] / TARGET).write_text(swapped, encoding="utf-8")
+        written = (copies["swapped"] / TARGET).read_text(encoding="utf-8")
+        if changed_lines(original, written) != diff:
+            raise SetupError("the swapped copy does not read back as written")
     for copy in copies.values():
         (copy / DRIVER_NAME).write_text(DRIVER, encoding="utf-8")
     return copies
@@ -320,25 +367,26 @@ def pipeline_env(base_url: str, copy: Path, extra: Sequence[str]) -> dict[str, s
     return env
 
 
-def server_args(args: argparse.Namespace) -> tuple[ServerKind, list[str]]:
+def server_args(args: argparse.Namespace, client: str = "swapped") -> tuple[ServerKind, list[str]]:
+    """The server for ``client``'s run: the baseline's simulator has no faults and, as vLLM by
+    default, no bound on its queue (a bounded queue's 503s are one of the incident's faults)."""
     if args.server == "stub":
         return "stub", []
-    return "simulator", [
-        "--faults",
-        args.faults,
+    common = [
         "--time-scale",
         str(args.time_scale),
         "--seed",
         str(args.seed),
         "--capacity",
         str(args.capacity),
-        "--max-queued",
-        str(4 * args.capacity),
         "--output-tokens",
         args.output_tokens,
         "--log-level",
         "WARNING",
     ]
+    if client == "baseline":
+        return "simulator", common
+    return "simulator", ["--faults", args.faults, *common, "--max-queued", str(4 * args.capacity)]
 
 
 def run_client(client: str, copy: Path, server: RunningServer, args: argparse.Namespace) -> Outcome:
@@ -388,32 +436,71 @@ def run_client(client: str, copy: Path, server: RunningServer, args: argparse.Na
 
 
 def run_all(copies: dict[str, Path], args: argparse.Namespace) -> list[Outcome]:
-    kind, extra = server_args(args)
+    if args.sequential:  # one server at a time too, so an idle one takes no CPU from the run
+        return [run_one(client, copies[client], args) for client in args.clients]
     with ExitStack() as stack:
-        servers = {
-            client: stack.enter_context(
-                running_server(kind, extra_args=extra, log_path=copies[client] / "server.log")
-            )
-            for client in args.clients
-        }
-        workers = 1 if args.sequential else len(args.clients)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        servers = {}
+        for client in args.clients:
+            kind, extra = server_args(args, client)
+            log_path = copies[client] / "server.log"
+            servers[client] = stack.enter_context(running_server(kind, extra_args=extra, log_path=log_path))
+        with ThreadPoolExecutor(max_workers=len(args.clients)) as pool:
             futures = [pool.submit(run_client, c, copies[c], servers[c], args) for c in args.clients]
             return [future.result() for future in futures]
 
 
+def run_one(client: str, copy: Path, args: argparse.Namespace) -> Outcome:
+    kind, extra = server_args(args, client)
+    with running_server(kind, extra_args=extra, log_path=copy / "server.log") as server:
+        return run_client(client, copy, server, args)
+
+
+def comparison(outcomes: Sequence[Outcome], target: float) -> dict[str, Any] | None:
+    """The swapped run's time ÷ the baseline's, when both ran; None otherwise. A ratio over a run
+    stopped at its limit is a lower bound (``lower_bound``); a baseline that did not end is no
+    yardstick (None)."""
+    runs = {o.client: o for o in outcomes}
+    baseline, swapped = runs.get("baseline"), runs.get("swapped")
+    if baseline is None or swapped is None or not baseline.all_ended or baseline.run_seconds is None:
+        return None
+    if not baseline.run_seconds > 0:
+        return None
+    ratio = swapped.timed_seconds / baseline.run_seconds
+    ended = swapped.all_ended and swapped.run_seconds is not None
+    return {
+        "baseline_seconds": round(baseline.run_seconds, 1),
+        "swapped_seconds": round(swapped.timed_seconds, 1),
+        "ratio": round(ratio, 2),
+        "lower_bound": not ended,
+        "target": target,
+        "met": ended and ratio <= target,
+    }
+
+
+def comparison_line(result: dict[str, Any]) -> str:
+    plus = "+" if result["lower_bound"] else ""
+    return (
+        f"swapped under faults {result['swapped_seconds']:.1f}{plus} s / official without faults "
+        f"{result['baseline_seconds']:.1f} s = {result['ratio']:.2f}x{plus} "
+        f"(target <= {result['target']:g}x): {'MET' if result['met'] else 'NOT MET'}"
+    )
+
+
 def table(outcomes: Sequence[Outcome]) -> str:
     header = (
-        f"{'client':<9} {'module':<14} {'tasks':>5} {'finished':>8} {'failed':>6} {'hung':>5}"
-        f" {'not started':>11} {'calls':>6} {'ok':>5} {'failed':>6} {'waiting':>7} {'seconds':>8}"
+        f"{'client':<9} {'module':<14} {'faults':<6} {'tasks':>5} {'finished':>8} {'failed':>6} {'hung':>5}"
+        f" {'not started':>11} {'calls':>6} {'ok':>5} {'failed':>6} {'waiting':>7} {'run s':>7}"
+        f" {'seconds':>8}"
     )
     lines = [header, "-" * len(header)]
     for o in outcomes:
         seconds = f"{o.seconds:.0f}" + ("+" if o.limit_hit else "")
+        run = "-" if o.run_seconds is None else f"{o.run_seconds:.1f}"
+        faults = "no" if o.client == "baseline" else "yes"
         lines.append(
-            f"{o.client:<9} {o.client_module:<14} {len(o.tasks):>5} {len(o.finished):>8} {len(o.failed):>6}"
-            f" {len(o.hung):>5} {len(o.not_started):>11} {o.calls_started:>6} {o.calls_ok:>5}"
-            f" {o.calls_failed:>6} {o.calls_waiting:>7} {seconds:>8}"
+            f"{o.client:<9} {o.client_module:<14} {faults:<6} {len(o.tasks):>5} {len(o.finished):>8}"
+            f" {len(o.failed):>6} {len(o.hung):>5} {len(o.not_started):>11} {o.calls_started:>6}"
+            f" {o.calls_ok:>5} {o.calls_failed:>6} {o.calls_waiting:>7} {run:>7} {seconds:>8}"
         )
     return "\n".join(lines)
 
@@ -442,7 +529,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=1, help="the simulator's seed (the same for both clients)"
     )
-    parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=list(CLIENTS), help="which runs")
+    parser.add_argument(
+        "--clients",
+        nargs="+",
+        choices=CLIENTS,
+        default=list(DEFAULT_CLIENTS),
+        help="which runs: official and swapped under the faults, baseline (official) without them",
+    )
+    parser.add_argument(
+        "--target", type=float, default=RATIO_TARGET, help="swapped ÷ baseline run time to meet"
+    )
     parser.add_argument("--sequential", action="store_true", help="one run after the other, not side by side")
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment for the pipeline"
@@ -460,6 +556,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--limit must be > 0, got {args.limit}")
     if not (0 < args.time_scale <= 1):
         parser.error(f"--time-scale must be in (0, 1], got {args.time_scale}")
+    if len(set(args.clients)) != len(args.clients):
+        parser.error(f"--clients names a run twice: {' '.join(args.clients)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -474,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SetupError(
                 f"no interpreter at {args.python}; create the pipeline's venv first (see --help)"
             )
-        copies = make_copies(checkout, workdir)
+        copies = make_copies(checkout, workdir, args.clients)
         print(f"scratch copies in {workdir}; swap: {ORIGINAL_IMPORT!r} -> {SWAPPED_IMPORT!r} (one line)")
         print(
             f"server: {args.server}"
@@ -483,7 +581,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.server == "simulator"
                 else ""
             )
-            + f"; {args.tasks} tasks per client; limit {args.limit:.0f} s per run",
+            + f"; runs {', '.join(args.clients)} "
+            + ("one after the other" if args.sequential else "side by side")
+            + f"; {args.tasks} tasks per run; limit {args.limit:.0f} s per run; {load_line()}",
             flush=True,
         )
         outcomes = run_all(copies, args)
@@ -500,9 +600,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if swapped is not None:
         verdict = "every task ended" if ok else "tasks still hung at the limit"
         print(f"\nswapped run: {verdict}")
+    result = comparison(outcomes, args.target)
+    if result is not None:
+        print(comparison_line(result))
+    elif "baseline" in args.clients and "swapped" in args.clients:
+        print("no ratio: the baseline run did not end every task")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        report = {"checkout": str(checkout), "server": args.server, "runs": [o.as_dict() for o in outcomes]}
+        report = {
+            "command": shlex.join(["scripts/verify-arc-swap.py", *(sys.argv[1:] if argv is None else argv)]),
+            "checkout": str(checkout),
+            "server": args.server,
+            "clients": list(args.clients),
+            "sequential": args.sequential,
+            "load_average": load_average(),
+            "comparison": result,
+            "runs": [o.as_dict() for o in outcomes],
+        }
         if args.server == "simulator":
             report.update(faults=args.faults, time_scale=args.time_scale, seed=args.seed)
         args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -14,14 +14,140 @@ from benchmarks._servers import simulator_available
 
 
 @pytest.mark.parametrize(
-    ("name", "stagger", "timeout", "retries"),
-    [("before", 2.0, 2500.0, 2), ("after", 5.0, 60.0, 3), ("resilient_llm", 0.0, None, None)],
+    ("name", "stagger", "timeout", "retries", "faults"),
+    [
+        ("baseline", 0.0, 600.0, 2, False),
+        ("before", 2.0, 2500.0, 2, True),
+        ("after", 5.0, 60.0, 3, True),
+        ("resilient_llm", 0.0, None, None, True),
+    ],
 )
 def test_profiles_carry_the_incident_settings(
-    name: str, stagger: float, timeout: float | None, retries: int | None
+    name: str, stagger: float, timeout: float | None, retries: int | None, faults: bool
 ) -> None:
     profile = bench_faults.PROFILES[name]
     assert (profile.stagger, profile.timeout, profile.max_retries) == (stagger, timeout, retries)
+    assert profile.faults is faults
+
+
+def test_every_kind_preset_names_every_fault_kind_but_the_no_metrics_one() -> None:
+    from resilient_llm.testing import FAULT_KINDS, parse_faults
+
+    faults = parse_faults(bench_faults.EVERY_KIND_FAULTS)
+    assert set(faults) == set(FAULT_KINDS) - {"metrics_missing"}  # that one is --no-metrics
+    assert all(p > 0 for p in faults.values())
+    # the incident mix inside it
+    assert {k: faults[k] for k in ("ghost", "lost", "drop", "503")} == {
+        "ghost": 0.03,
+        "lost": 0.02,
+        "drop": 0.02,
+        "503": 0.03,
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("incident", bench_faults.INCIDENT_FAULTS),
+        ("every-kind", bench_faults.EVERY_KIND_FAULTS),
+        ("ghost=0.5", "ghost=0.5"),
+    ],
+)
+def test_faults_option_takes_a_preset_or_a_list(given: str, expected: str) -> None:
+    assert bench_faults.build_parser().parse_args(["--faults", given]).faults == expected
+
+
+def test_default_faults_and_clients_include_the_baseline() -> None:
+    args = bench_faults.build_parser().parse_args([])
+    assert args.faults == bench_faults.INCIDENT_FAULTS
+    assert args.clients[0] == "baseline" and "resilient_llm" in args.clients
+
+
+def test_baseline_simulator_has_no_faults_and_no_queue_bound() -> None:
+    args = bench_faults.build_parser().parse_args(["--no-metrics", "--seed", "3"])
+    faulty = bench_faults.simulator_args(args)
+    clean = bench_faults.simulator_args(args, faults=False)
+    assert faulty[faulty.index("--faults") + 1].endswith(",metrics_missing=1")
+    assert "--max-queued" in faulty
+    assert "--faults" not in clean and "--max-queued" not in clean
+    assert clean[clean.index("--seed") + 1] == "3"
+    assert clean == faulty[: len(clean)]  # the same server otherwise
+
+
+def test_no_metrics_replaces_the_mixes_scrape_faults_with_every_scrape_a_404() -> None:
+    from resilient_llm.testing import parse_faults
+
+    args = bench_faults.build_parser().parse_args(["--faults", "every-kind", "--no-metrics"])
+    faults = parse_faults(bench_faults.effective_faults(args))
+    assert faults["metrics_missing"] == 1.0 and "metrics_frozen" not in faults
+    assert faults["restart"] == 0.005  # the request faults stay
+    with_metrics = bench_faults.build_parser().parse_args(["--faults", "every-kind"])
+    assert bench_faults.effective_faults(with_metrics) == bench_faults.EVERY_KIND_FAULTS
+
+
+def test_a_fault_mix_the_simulator_would_refuse_is_an_argument_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        bench_faults.main(["--faults", "ghost=0.7,lost=0.7"])
+    assert "sum to 1.4 > 1" in capsys.readouterr().err
+
+
+def test_kinds_of_the_mix_that_no_faulty_run_met_are_named() -> None:
+    rows = [
+        {"client": "baseline", "faults_injected": {}},
+        {"client": "resilient_llm", "faults_injected": {"ghost": 3, "lost": 0}},
+        {"client": "after", "faults_injected": {"drop": 1}},
+    ]
+    faults = "ghost=0.03,lost=0.02,drop=0.02,503=0.01,500=0"
+    assert bench_faults.kinds_not_drawn(faults, rows) == ["lost", "503"]  # 500 at 0 is not asked for
+
+
+def _row(client: str, makespan: float, **extra: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "client": client,
+        "label": client,
+        "calls": 10,
+        "ok": 10,
+        "failed": 0,
+        "hung_or_not_run": 0,
+        "limit_hit": False,
+        "makespan_s": makespan,
+        "makespan_simulated_s": makespan * 20,
+        "makespan_over_ideal": 1.1,
+        "tokens_wasted": 0,
+        "wasted_pct": 0.0,
+    }
+    row.update(extra)
+    return row
+
+
+def test_ratios_divide_by_the_baselines_makespan_and_the_verdict_checks_all_three() -> None:
+    rows = [_row("baseline", 10.0), _row("after", 25.0), _row("resilient_llm", 10.8)]
+    assert bench_faults.add_baseline_ratios(rows) == 10.0
+    assert [r["makespan_over_baseline"] for r in rows] == [1.0, 2.5, 1.08]
+    result = bench_faults.verdict(rows, 1.10)
+    assert result == {
+        "all_ok": True,
+        "none_hung": True,
+        "makespan_over_baseline": 1.08,
+        "target": 1.10,
+        "met": True,
+    }
+    assert "1.08x" in bench_faults.verdict_line(result, rows[2])
+    assert bench_faults.verdict(rows, 1.05)["met"] is False  # type: ignore[index]
+    rows[2]["ok"] = 9
+    assert bench_faults.verdict(rows, 1.10)["met"] is False  # type: ignore[index]
+    assert "÷ baseline" in bench_faults.table(rows) and "2.50" in bench_faults.table(rows)
+
+
+def test_no_baseline_no_ratio_and_no_verdict() -> None:
+    rows = [_row("resilient_llm", 10.0)]
+    assert bench_faults.add_baseline_ratios(rows) is None
+    assert bench_faults.verdict(rows, 1.1) is None
+    stopped = [_row("baseline", 40.0, limit_hit=True), _row("resilient_llm", 10.0)]
+    # a baseline stopped at the limit is no yardstick
+    assert bench_faults.add_baseline_ratios(stopped) is None
 
 
 def test_request_args_match_the_pipelines_call() -> None:
@@ -86,21 +212,32 @@ def test_faults_table_marks_runs_stopped_at_the_limit() -> None:
         "wasted_pct": 7.5,
     }
     text = bench_faults.table([row, {"label": "x", "status": "not available"}])
+    assert " - " in text  # no baseline: no ratio
     assert "495.1+" in text and "4.0+" in text and "2,467 (7.5%)" in text
     assert "not available" in text
 
 
 @pytest.mark.timeout(120)
-def test_faults_short_run_resilient_client_hangs_nothing(tmp_path: Path) -> None:
+def test_faults_short_run_resilient_client_hangs_nothing_and_is_divided_by_the_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("resilient_llm.demo")
     if not simulator_available():
         pytest.skip("the simulator's command line is not installed")
     output = tmp_path / "faults.json"
-    argv = ["--clients", "resilient_llm", "--tasks", "2", "--rounds", "2", "--calls-per-round", "3"]
-    code = bench_faults.main([*argv, "--time-scale", "0.02", "--output", str(output), "--no-chart"])
+    argv = ["--clients", "baseline", "resilient_llm", "--tasks", "2", "--rounds", "2"]
+    argv += ["--calls-per-round", "3", "--time-scale", "0.02", "--output", str(output), "--no-chart"]
+    code = bench_faults.main(argv)
     assert code == 0
-    (row,) = json.loads(output.read_text())["results"]
+    document = json.loads(output.read_text())
+    baseline, row = document["results"]
+    assert baseline["client"] == "baseline" and baseline["faults_injected"] == {}
+    assert baseline["ok"] == 12 and baseline["makespan_over_baseline"] == 1.0
     assert row["calls"] == 12
     assert row["hung_or_not_run"] == 0
     assert row["ok"] + row["failed"] == 12
     assert row["makespan_over_ideal"] > 0
+    assert document["baseline_makespan_simulated_s"] > 0
+    assert document["verdict"]["target"] == 1.10
+    assert document["verdict"]["makespan_over_baseline"] == row["makespan_over_baseline"]
+    assert "x the baseline's (target <= 1.10x)" in capsys.readouterr().out

@@ -222,7 +222,9 @@ def test_a_run_stopped_at_its_limit_counts_hung_tasks(tmp_path: Path) -> None:
     run_py = checkout / "src" / "run.py"
     run_py.write_text(run_py.read_text().replace("return 1.0", "await asyncio.Event().wait()"))
     report = tmp_path / "report.json"
-    argv = [str(checkout), "--python", sys.executable, "--server", "stub", "--tasks", "2", "--limit", "3"]
+    # 10 s, not 3: the driver must start and import the pipeline's stand-in and the library before its
+    # tasks can hang, which took more than 3 s on a loaded 2-core machine (0 tasks seen, test failed).
+    argv = [str(checkout), "--python", sys.executable, "--server", "stub", "--tasks", "2", "--limit", "10"]
     code = verify.main([*argv, "--clients", "swapped", "--output", str(report)])
     assert code == 1
     (run,) = json.loads(report.read_text())["runs"]
@@ -232,3 +234,117 @@ def test_a_run_stopped_at_its_limit_counts_hung_tasks(tmp_path: Path) -> None:
 
 def test_driver_source_compiles() -> None:
     compile(textwrap.dedent(verify.DRIVER), "driver", "exec")
+
+
+def test_default_faults_are_the_issues_incident_mix() -> None:
+    from resilient_llm.testing import parse_faults
+
+    args = verify.build_parser().parse_args(["/tmp/x"])
+    assert parse_faults(args.faults) == {"ghost": 0.03, "lost": 0.02, "drop": 0.02, "503": 0.03}
+    assert args.clients == ["official", "swapped"]  # the original comparison stays the default
+    assert args.target == 1.3
+
+
+def test_baseline_server_is_the_same_simulator_without_faults_or_queue_bound() -> None:
+    args = verify.build_parser().parse_args(["/tmp/x", "--seed", "5", "--capacity", "8"])
+    kind, faulty = verify.server_args(args, "swapped")
+    assert kind == "simulator"
+    assert faulty[faulty.index("--faults") + 1] == verify.INCIDENT_FAULTS
+    assert faulty[faulty.index("--max-queued") + 1] == "32"
+    assert verify.server_args(args, "official") == (kind, faulty)
+    _, clean = verify.server_args(args, "baseline")
+    assert "--faults" not in clean and "--max-queued" not in clean
+    assert clean == faulty[2:-2]  # seed, capacity, time scale, answer lengths: the same
+    stub = verify.build_parser().parse_args(["/tmp/x", "--server", "stub"])
+    assert verify.server_args(stub, "baseline") == ("stub", [])
+
+
+def test_copies_are_made_for_the_runs_asked_for(tmp_path: Path) -> None:
+    checkout = fake_checkout(tmp_path / "checkout")
+    copies = verify.make_copies(checkout, tmp_path / "work", ["baseline", "swapped"])
+    assert sorted(copies) == ["baseline", "swapped"]
+    assert not (tmp_path / "work" / "official").exists()
+    assert (copies["baseline"] / verify.TARGET).read_text() == STRUCTURED
+    assert "from resilient_llm import AsyncOpenAI" in (copies["swapped"] / verify.TARGET).read_text()
+    only = verify.make_copies(checkout, tmp_path / "work2", ["baseline"])
+    assert (only["baseline"] / verify.TARGET).read_text() == STRUCTURED
+
+
+def test_a_run_named_twice_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        verify.main(["/tmp/x", "--clients", "swapped", "swapped"])
+
+
+def _timed(client: str, start: float | None, end: float | None, *, limit_hit: bool = False) -> object:
+    outcome = verify.Outcome(client=client, tasks=["a"], started=["a"], seconds=99.0, limit_hit=limit_hit)
+    outcome.run_started_at, outcome.run_ended_at = start, end
+    if end is not None:
+        outcome.finished = ["a"]
+        outcome.run_ended = True
+    return outcome
+
+
+def test_run_seconds_come_from_the_drivers_run_and_run_ended_events(tmp_path: Path) -> None:
+    events = [
+        {"event": "run", "t": 100.0, "tasks": ["a"], "client": "openai"},
+        {"event": "task_started", "task": "a", "t": 100.5},
+        {"event": "task_finished", "task": "a", "t": 117.0},
+        {"event": "run_ended", "t": 117.5},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    outcome = verify.read_events(path, "baseline")
+    assert outcome.run_seconds == pytest.approx(17.5)
+    assert outcome.as_dict()["run_seconds"] == 17.5
+    path.write_text("\n".join(json.dumps(e) for e in events[:3]) + "\n")  # killed before it returned
+    assert verify.read_events(path, "baseline").run_seconds is None
+
+
+def test_comparison_is_swapped_over_baseline_and_a_stopped_run_gives_a_lower_bound() -> None:
+    baseline = _timed("baseline", 0.0, 20.0)
+    swapped = _timed("swapped", 5.0, 30.0)
+    result = verify.comparison([baseline, swapped], 1.3)
+    assert result == {
+        "baseline_seconds": 20.0,
+        "swapped_seconds": 25.0,
+        "ratio": 1.25,
+        "lower_bound": False,
+        "target": 1.3,
+        "met": True,
+    }
+    assert "1.25x" in verify.comparison_line(result) and "MET" in verify.comparison_line(result)
+    assert verify.comparison([baseline, swapped], 1.2)["met"] is False  # type: ignore[index]
+    stopped = _timed("swapped", 0.0, None, limit_hit=True)  # process wall time 99 s, a lower bound
+    result = verify.comparison([baseline, stopped], 1.3)
+    assert result is not None and result["lower_bound"] and not result["met"] and result["ratio"] == 4.95
+    assert "4.95x+" in verify.comparison_line(result)
+    assert verify.comparison([_timed("baseline", 0.0, None), swapped], 1.3) is None  # no yardstick
+    assert verify.comparison([swapped], 1.3) is None
+
+
+@pytest.mark.timeout(90)
+def test_stub_run_of_baseline_and_swapped_one_after_the_other_reports_the_ratio(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkout = fake_checkout(tmp_path / "checkout")
+    report = tmp_path / "report.json"
+    argv = [str(checkout), "--python", sys.executable, "--server", "stub", "--tasks", "2", "--limit", "40"]
+    argv += ["--clients", "baseline", "swapped", "--sequential", "--output", str(report)]
+    assert verify.main(argv) == 0
+    printed = capsys.readouterr().out
+    document = json.loads(report.read_text())
+    assert document["clients"] == ["baseline", "swapped"] and document["sequential"] is True
+    assert (
+        document["command"].startswith("scripts/verify-arc-swap.py ")
+        and "--sequential" in document["command"]
+    )
+    runs = {run["client"]: run for run in document["runs"]}
+    assert runs["baseline"]["client_module"] == "openai"
+    assert runs["swapped"]["client_module"] == "resilient_llm"
+    for run in runs.values():
+        assert (run["finished"], run["hung"], run["calls_ok"]) == (2, 0, 6)
+        assert 0 < run["run_seconds"] <= run["seconds"]
+    comparison = document["comparison"]
+    assert comparison["baseline_seconds"] == runs["baseline"]["run_seconds"]
+    assert comparison["ratio"] > 0 and comparison["lower_bound"] is False
+    assert "official without faults" in printed and "target <= 1.3x" in printed
