@@ -39,6 +39,7 @@ from .. import (
     AsyncOpenAI,
     Backoff,
     BreakerConfig,
+    RetryBudgetConfig,
 )
 from ..testing import SimulatorConfig, VLLMSimulator
 from ._workload import ArcWorkload, CallOutcome, RunResult, run_workload
@@ -90,9 +91,16 @@ class DemoConfig:
 
 
 def library_settings(scale: float) -> dict[str, Any]:
-    """This library's defaults with every duration multiplied by ``scale`` (counts stay as they are)."""
-    backoff, breaker = Backoff(), BreakerConfig()
+    """This library's defaults with every duration multiplied by ``scale`` (counts stay as they are).
+
+    Rates scale the other way: the retry budget's window shrinks with time and its reserve per second
+    grows, so it allows the same retries per simulated second as the real budget per real second.
+    """
+    backoff, breaker, budget = Backoff(), BreakerConfig(), RetryBudgetConfig()
     return {
+        "retry_budget": RetryBudgetConfig(
+            ratio=budget.ratio, min_per_second=budget.min_per_second / scale, ttl=budget.ttl * scale
+        ),
         "deadline": DEFAULT_DEADLINE * scale,
         "stall_timeout": DEFAULT_STALL_TIMEOUT * scale,
         "timeout": DEFAULT_TIMEOUT.read * scale if DEFAULT_TIMEOUT.read else None,
