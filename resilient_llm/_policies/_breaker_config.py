@@ -23,11 +23,18 @@ class BreakerConfig:
     ``failure_threshold`` consecutive failures open the breaker for ``open_cooldown``, doubled per
     consecutive re-open up to ``max_cooldown``; ``half_open_probes`` calls go through in half-open and
     as many successes close it. A load older than ``stale_after`` is ignored. ``poll_interval``,
-    ``metrics_url`` and ``orphan_grace`` are read by the client's ``/metrics`` poller
-    (``orphan_grace=None`` switches orphan detection off, for a ``base_url`` that balances over several
-    servers whose ``/metrics`` describe only one of them); they are
+    ``metrics_url`` and the ``orphan_*`` settings are read by the client's ``/metrics`` poller; they are
     validated here (``stale_after`` must exceed ``poll_interval``). The repr masks credentials and
     query strings in ``metrics_url``.
+
+    Orphan detection waits a *grace* before it trusts the server's count (``_vllm/_orphans.py``).
+    ``orphan_grace`` is the longest grace, the one in force until the server has shown how fast it
+    counts this client's requests, and at any larger load than it has shown; from that evidence the
+    grace is learned (``_vllm/_lag.py``), down to ``orphan_grace_min`` (about one poll interval),
+    from the observations of the last ``orphan_lag_window`` seconds. An ``orphan_grace`` at or below
+    ``orphan_grace_min`` is a fixed grace: no learning. ``orphan_grace=None`` switches orphan detection
+    off, for a ``base_url`` that balances over several servers whose ``/metrics`` describe only one
+    of them.
     """
 
     high_watermark: int | None = None
@@ -46,6 +53,8 @@ class BreakerConfig:
     # A real vLLM 0.32 on a busy CPU counted a burst's new requests only after up to 13.5 s; the orphan
     # rule tolerates a lag of about 2 x grace (docs/real-vllm.md).
     orphan_grace: float | None = 10.0  # None: no orphan detection (e.g. a base_url over several replicas)
+    orphan_grace_min: float = 0.5
+    orphan_lag_window: float = 300.0
 
     def __post_init__(self) -> None:
         name = "BreakerConfig"
@@ -67,6 +76,8 @@ class BreakerConfig:
         check_number(name, "stale_after", self.stale_after, above=self.poll_interval)
         if self.orphan_grace is not None:
             check_number(name, "orphan_grace", self.orphan_grace, at_least=0)
+        check_number(name, "orphan_grace_min", self.orphan_grace_min, at_least=0)
+        check_number(name, "orphan_lag_window", self.orphan_lag_window, above=0)
         if self.metrics_url is not None:
             _check_url(self.metrics_url)
 
@@ -78,6 +89,12 @@ class BreakerConfig:
             high = max(self.min_high_watermark, math.ceil(self.high_fraction * (capacity or 0)))
         low = high // 2 if self.low_watermark is None else min(self.low_watermark, high)
         return high, low
+
+    def orphan_grace_range(self) -> tuple[float, float] | None:
+        """``(shortest, longest)`` grace of orphan detection; equal when fixed, ``None`` when it is off."""
+        if self.orphan_grace is None:
+            return None
+        return min(self.orphan_grace_min, self.orphan_grace), self.orphan_grace
 
     def __repr__(self) -> str:
         shown = []
