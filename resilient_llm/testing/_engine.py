@@ -47,6 +47,7 @@ class Sequence:
     __slots__ = (
         "_counted",
         "arrived",
+        "counted_at",
         "engine",
         "finish_reason",
         "max_gap",
@@ -84,6 +85,7 @@ class Sequence:
         self.prefill_end = 0.0
         self.engine = -1
         self.arrived = 0.0
+        self.counted_at = 0.0  # when ``/metrics`` starts to count it (the "steps" lag mode)
         self._counted = 0
 
     @property
@@ -129,6 +131,7 @@ class Engine:
         batch_slowdown: float,
         kv_cache_tokens: int,
         now: float,
+        metrics_step: float = 0.0,
     ) -> None:
         self.index = index
         self.capacity = capacity
@@ -143,6 +146,11 @@ class Engine:
         self.rejections = 0
         self.success: Counter[str] = Counter()
         self._t = now
+        # The "steps" lag mode: /metrics counts a request from the end of the first metrics step that
+        # sees it, a step lasting ``metrics_step`` per new request it sees (vLLM's prefill step).
+        self.metrics_step = metrics_step
+        self._step_end = -math.inf
+        self._next_step: list[Sequence] = []
 
     # -- requests in and out -------------------------------------------------------------------
     def submit(self, seq: Sequence, now: float) -> None:
@@ -151,8 +159,24 @@ class Engine:
         seq.engine = self.index
         seq.arrived = now
         seq.state = SeqState.WAITING
+        if self.metrics_step > 0:
+            self._steps_until(now)
+            if self._next_step or now < self._step_end:
+                seq.counted_at = math.inf  # seen by the step after the one in progress
+                self._next_step.append(seq)
+            else:  # an idle engine: a step starts now, with this request alone
+                self._step_end = seq.counted_at = now + self.metrics_step
         self.waiting.append(seq)
         self.advance(now)
+
+    def _steps_until(self, now: float) -> None:
+        """Run the metrics steps that start by ``now``: each sees every request that arrived during the
+        one before."""
+        while self._next_step and self._step_end <= now:
+            self._step_end += self.metrics_step * len(self._next_step)
+            for seq in self._next_step:
+                seq.counted_at = self._step_end
+            self._next_step = []
 
     def abort(self, seq: Sequence, now: float) -> bool:
         """Remove ``seq`` (client gone, connection dropped); ``False`` if it had already ended.
@@ -294,13 +318,18 @@ class Engine:
         self.generation_tokens_total += generated - seq._counted
         seq._counted = generated
 
-    def snapshot(self, arrived_by: float | None = None) -> EngineSnapshot:
+    def snapshot(self, arrived_by: float | None = None, *, counted_by: float | None = None) -> EngineSnapshot:
         """Gauges and counters now; with ``arrived_by``, the gauges count only the requests that
-        arrived by then (vLLM's ``/metrics`` shows new arrivals late and departures at once)."""
+        arrived by then (vLLM's ``/metrics`` shows new arrivals late and departures at once); with
+        ``counted_by`` (the "steps" lag mode), those whose metrics step ended by then."""
         running, waiting = len(self.running), len(self.waiting)
         if arrived_by is not None:
             running = sum(seq.arrived <= arrived_by for seq in self.running)
             waiting = sum(seq.arrived <= arrived_by for seq in self.waiting)
+        if counted_by is not None:
+            self._steps_until(counted_by)
+            running = sum(seq.counted_at <= counted_by for seq in self.running)
+            waiting = sum(seq.counted_at <= counted_by for seq in self.waiting)
         return EngineSnapshot(
             engine=self.index,
             running=running,
