@@ -7,9 +7,12 @@ import json
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +20,9 @@ from hypothesis import strategies as st
 from resilient_llm._exceptions import ConfigError
 from resilient_llm._vllm._lag import Ended, LagTracker
 from resilient_llm._vllm._load import ServerLoad
+from resilient_llm._vllm._metrics import parse_metrics
 from resilient_llm._vllm._orphans import OrphanDetector
+from resilient_llm.testing import SimulatorConfig, VLLMSimulator
 from tests.lag_timeline import (
     OTHER,
     IntervalServer,
@@ -31,6 +36,11 @@ from tests.lag_timeline import (
 )
 
 Attempts = Sequence[tuple[float, float | None]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # VLLMSimulator serves on the running asyncio loop
 
 
 def scrape(
@@ -609,3 +619,122 @@ def test_no_healthy_request_is_ever_aborted_and_every_orphan_is_found(
     )
     out = run(server, calls, until=170.0, tick=0.1)
     check(out)
+
+
+# --- against the built-in simulator, over HTTP -------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Call:
+    """One streamed chat call, as the monitor sees its attempt."""
+
+    sent: float
+    fault: str | None = None
+    started: float | None = None
+    last_byte: float | None = None
+    ended: float | None = None
+    abandoned: bool = False
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
+
+async def stream_call(client: httpx.AsyncClient, call: Call, tokens: int) -> None:
+    simulator: dict[str, Any] = {"output_tokens": tokens}
+    if call.fault is not None:
+        simulator["fault"] = call.fault
+    body = {
+        "model": "openai/gpt-oss-20b",
+        "messages": [{"role": "user", "content": "Solve the puzzle."}],
+        "stream": True,
+        "simulator": simulator,
+    }
+    with call.scope:
+        async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    call.last_byte = anyio.current_time()
+                    call.started = call.started if call.started is not None else call.last_byte
+        call.ended = anyio.current_time()
+
+
+async def watch(
+    client: httpx.AsyncClient,
+    calls: list[Call],
+    tracker: LagTracker,
+    detector: OrphanDetector[Call],
+    graces: list[tuple[float, float]],
+) -> None:
+    """What the server monitor is to do at each poll (every 0.1 s): scrape, feed the tracker, run the
+    orphan rule with its grace, abort the attempts it picks; ``graces`` gets (scrape, grace) pairs."""
+    reported: set[int] = set()
+    while True:
+        load = parse_metrics((await client.get("/metrics")).text, scraped_at=anyio.current_time())
+        assert load is not None
+        t = load.scraped_at
+        ended = [
+            Ended(c.sent, c.ended, c.started, c.abandoned)
+            for c in calls
+            if c.ended is not None and id(c) not in reported
+        ]
+        reported.update(id(c) for c in calls if c.ended is not None)
+        opened = [c for c in calls if c.ended is None and c.sent <= t]
+        started = [c for c in opened if c.started is not None and c.started <= t]
+        attempts = [(c.sent, c.started if c in started else None) for c in opened]
+        grace = tracker.observe(load, attempts, ended=ended)
+        graces.append((t, grace))
+        known = sum(1 for c in opened if c.sent <= t - grace or c in started)
+        silent = [(c, c.last_byte if c.last_byte is not None else c.sent) for c in opened]
+        for victim in detector.observe(load, silent, t, known=known, streaming=started, grace=grace):
+            victim.abandoned, victim.ended = True, t
+            victim.scope.cancel()
+        await anyio.sleep(0.1)
+
+
+@pytest.mark.integration
+@pytest.mark.anyio
+@pytest.mark.timeout(40)
+async def test_against_the_simulator_a_burst_that_lags_with_its_size_then_orphans() -> None:
+    # Steps of 0.2 s per new request (metrics_lag 2.0 at time_scale 0.1): one call is counted after
+    # 0.2 s, a burst of 12 after about 2.4 s. Grace between 0.2 s and 2 s (as 0.5 and 10 s, scaled).
+    # The tracker learns 0.2-0.5 s from single calls, goes back to 2 s for the burst (no abort), then
+    # finds a lost and a ghosted call within a second (0.6-0.8 s here), where a fixed 2 s grace
+    # would take 4.
+    config = SimulatorConfig(
+        time_scale=0.1, tick=0.002, capacity=64, token_time=0.02, metrics_lag=2.0, metrics_lag_mode="steps"
+    )
+    tracker = LagTracker(min_grace=0.2, max_grace=2.0)
+    detector: OrphanDetector[Call] = OrphanDetector(grace=2.0)
+    calls: list[Call] = []
+    async with VLLMSimulator(config) as sim:
+        async with httpx.AsyncClient(
+            base_url=sim.url, timeout=30.0, limits=httpx.Limits(max_connections=64)
+        ) as client:
+            async with anyio.create_task_group() as tg:
+                graces: list[tuple[float, float]] = []
+                tg.start_soon(watch, client, calls, tracker, detector, graces)
+
+                async def send(count: int, tokens: int, fault: str | None = None) -> None:
+                    for _ in range(count):
+                        call = Call(sent=anyio.current_time(), fault=fault)
+                        calls.append(call)
+                        tg.start_soon(stream_call, client, call, tokens)
+
+                for _ in range(4):  # single calls, one at a time
+                    await send(1, 100)
+                    await anyio.sleep(0.4)
+                learned = tracker.grace
+                await send(12, 100)  # the burst
+                await anyio.sleep(3.2)
+                await send(1, 100, fault="lost")
+                await anyio.sleep(1.2)
+                await send(1, 400, fault="ghost")
+                await anyio.sleep(1.8)
+                tg.cancel_scope.cancel()
+    aborted = [c for c in calls if c.abandoned]
+    assert learned <= 0.5
+    assert [c.fault for c in aborted] == ["lost", "ghost"]
+    lost, ghost = aborted
+    assert lost.ended is not None and lost.ended - lost.sent <= 1.0
+    # The ghost fell silent halfway; the server finished it 0.4 s later, and it was found soon after.
+    assert ghost.ended is not None and ghost.last_byte is not None and ghost.ended - ghost.last_byte <= 1.5
+    assert max(g for _, g in graces) == 2.0  # the burst: back to the cap
+    assert all(c.ended is not None for c in calls if c.fault is None)  # every healthy call answered

@@ -69,7 +69,11 @@ def test_metrics_steps_count_a_burst_after_its_prefill_step() -> None:
         engine.submit(seq, 1.0 + i * 1e-4)
     shown = {t: engine.snapshot(counted_by=t).running for t in (1.1, 1.2, 13.7, 13.8 + 1e-9)}
     assert shown == {1.1: 0, 1.2: 1, 13.7: 1, 13.8 + 1e-9: 64}
-    assert engine.snapshot().running == 64  # the engine itself runs them all from the start
+    assert engine.snapshot().running == 64  # the engine itself holds them all from the start...
+    engine.advance(13.7)
+    assert [s.generated for s in seqs[:2]] == [1 + int((13.7 - 1.2) / 0.01 + 1e-6), 0]  # ...no token before
+    engine.advance(13.8 + 1e-9)  # the step that counts them
+    assert all(s.generated >= 1 for s in seqs)
     engine.abort(seqs[0], 14.0)
     assert engine.snapshot(counted_by=14.0).running == 63
     # A request arriving alone after the burst has its own step again.

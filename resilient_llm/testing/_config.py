@@ -92,7 +92,8 @@ class SimulatorConfig:
     ``"steps"`` mode the arrival lag grows with the burst, as vLLM's engine steps make it: a request is
     counted from the end of the first metrics step that sees it, a step lasting ``metrics_lag`` per new
     request it sees (a burst of 64 on an idle engine: the first after one ``metrics_lag``, the other 63
-    after 63 more), and leaves at once.
+    after 63 more); its first token comes no sooner (in vLLM both come out of that step), and it leaves
+    the gauges at once.
     ``max_queued`` mimics ``--max-num-queued-reqs``: past that many requests in the engine (running
     plus waiting, as observed on vLLM 0.32) new ones are refused with 503.
 

@@ -147,7 +147,8 @@ class Engine:
         self.success: Counter[str] = Counter()
         self._t = now
         # The "steps" lag mode: /metrics counts a request from the end of the first metrics step that
-        # sees it, a step lasting ``metrics_step`` per new request it sees (vLLM's prefill step).
+        # sees it, a step lasting ``metrics_step`` per new request it sees (vLLM's prefill step), and
+        # its first token comes no sooner.
         self.metrics_step = metrics_step
         self._step_end = -math.inf
         self._next_step: list[Sequence] = []
@@ -230,6 +231,7 @@ class Engine:
         touched: list[Sequence] = []
         while True:
             self._admit(t)
+            self._steps_until(t)
             if not self.running:
                 t = now
                 break
@@ -237,12 +239,14 @@ class Engine:
             batch = list(self.running)
             intervals = [self._interval(seq, step) for seq in batch]
             events = [
-                seq.prefill_end
+                self._first_token_at(seq)
                 if seq.state is SeqState.PREFILL
                 else t + (seq.target - seq.progress) * interval
                 for seq, interval in zip(batch, intervals, strict=True)
             ]
-            dt = min(now, *events) - t
+            # A metrics step that starts before now tells its requests when they are counted.
+            step_starts = self._step_end if self._next_step and self._step_end > t else math.inf
+            dt = min(now, step_starts, *events) - t
             t += dt
             changed = False
             # A sequence ends when its own event time is reached, compared as times (not as float
@@ -253,7 +257,7 @@ class Engine:
                         seq.progress = float(seq.target)
                     else:
                         seq.progress = min(float(seq.target), seq.progress + dt / interval)
-                elif seq.prefill_end <= t:
+                elif self._first_token_at(seq) <= t:
                     self.prompt_tokens_total += seq.prompt_tokens
                     seq.state = SeqState.DECODE
                     seq.progress = min(float(seq.target), math.floor(seq.progress + _EPS) + 1.0)
@@ -278,16 +282,21 @@ class Engine:
         if not self.running:
             return None
         step = self.step_time()
-        soonest = math.inf
+        soonest = self._step_end if self._next_step else math.inf
         for seq in self.running:
             if seq.state is SeqState.PREFILL:
-                soonest = min(soonest, seq.prefill_end)
+                soonest = min(soonest, self._first_token_at(seq))
             else:
                 missing = math.floor(seq.progress + _EPS) + 1 - seq.progress
                 soonest = min(soonest, self._t + max(missing, 0.0) * self._interval(seq, step))
         return soonest
 
     # -- internals -----------------------------------------------------------------------------
+    def _first_token_at(self, seq: Sequence) -> float:
+        """The end of its prefill; in the "steps" lag mode, not before the metrics step that counts it
+        (in vLLM that step is the prefill: the gauges and the first token come out of it together)."""
+        return max(seq.prefill_end, seq.counted_at)
+
     def kv_held(self) -> int:
         return sum(seq.prompt_tokens + seq.generated for seq in self.running)
 
