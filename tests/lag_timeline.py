@@ -168,6 +168,21 @@ class StepServer:
         return req.dropped is None and req.fault != "lost" and req.done is None
 
 
+class EarlyAnswers(StepServer):
+    """Not vLLM: answers start when a step admits a request, but ``/metrics`` counts it only ``lag``
+    after it arrived (the simulator's ``"arrivals"`` mode; a stale ``/metrics`` behind a cache)."""
+
+    def __init__(self, lag: float, **params: float) -> None:
+        super().__init__(**params)  # type: ignore[arg-type]
+        self.lag = lag
+
+    def gauges(self, t: float) -> tuple[int, int]:
+        self.advance(t)
+        shown = t - self.lag - self.arrival_delay
+        queued = [*self.waiting, *(r for r in self.inbox if r.dropped is None)]
+        return sum(r.sent <= shown for r in self.running), sum(r.sent <= shown for r in queued)
+
+
 class IntervalServer:
     """Each request counted from ``sent + appear(req)`` until ``done + leave``; it streams from then."""
 
@@ -233,7 +248,7 @@ class Outcome:
     early: list[Request] = field(default_factory=list)  # ghosts aborted while the server still ran them
     delays: list[float] = field(default_factory=list)  # abort time − orphan_since, true orphans
     graces: list[tuple[float, float]] = field(default_factory=list)  # (scrape, grace)
-    missed: list[Request] = field(default_factory=list)  # true orphans still open at the end
+    missed: list[Request] = field(default_factory=list)  # orphans not found in 2 x max_grace
     requests: list[Request] = field(default_factory=list)
 
 
@@ -308,7 +323,9 @@ def run(
         if outage is not None or (i - 1) % per_scrape:
             continue
         live[:] = _scrape(server, t, live, tracker, detector, learn, max_grace, out)
-    out.missed = [r for r in ours if r.open_at(until) and (s := r.orphan_since()) is not None and s <= until]
+    # Orphans the rule had time to find whatever the grace: 2 x max_grace and two scrapes before the end.
+    due_by = until - 2 * max_grace - 2 * interval
+    out.missed = [r for r in ours if r.open_at(until) and (s := r.orphan_since()) is not None and s <= due_by]
     return out
 
 

@@ -25,9 +25,11 @@ from resilient_llm._vllm._orphans import OrphanDetector
 from resilient_llm.testing import SimulatorConfig, VLLMSimulator
 from tests.lag_timeline import (
     OTHER,
+    EarlyAnswers,
     IntervalServer,
     Outcome,
     Request,
+    StepServer,
     burst,
     cpu_server,
     fast_server,
@@ -410,6 +412,26 @@ def test_limit_a_burst_of_a_client_never_seen_can_make_a_false_orphan() -> None:
     assert all(80.0 <= r.sent < 95.0 for r in out.false_orphans)  # this request, then its retries
 
 
+def test_limit_answers_that_start_before_the_server_counts_them() -> None:
+    # The tracker (like the orphan rule's `known`) takes a started answer for a counted request: vLLM
+    # writes its gauges at the end of the step that makes the first token. A server that streams first
+    # and counts 0.5 s later teaches it a lag too short, and with a queue healthy requests are aborted;
+    # a fixed 10 s grace is not fooled (the simulator's "steps" mode is faithful, its "arrivals" and
+    # "snapshot" modes are not). Pinned so that a change here is noticed.
+    def calls() -> list[Request]:  # 3 a second, a little more than 4 slots serve: a queue forms
+        rnd, sent = random.Random(0), [1.0]
+        while sent[-1] < 100.0:
+            sent.append(sent[-1] + rnd.expovariate(3.0))
+        return [Request(sent=t, tokens=rnd.randint(20, 80)) for t in sent]
+
+    def server() -> EarlyAnswers:
+        params = {"overhead": 0.02, "prefill_overhead": 0.01, "per_prefill": 0.01, "per_decode": 0.001}
+        return EarlyAnswers(0.5, capacity=4, arrival_delay=0.01, **params)
+
+    assert run(server(), calls(), until=140, learn=False).false_orphans == []
+    assert run(server(), calls(), until=140).false_orphans
+
+
 @pytest.mark.parametrize("reset", [False, True])
 @pytest.mark.parametrize("make", [cpu_server, fast_server])
 def test_a_server_restart(make: Any, reset: bool) -> None:
@@ -581,44 +603,61 @@ def test_the_grace_stays_within_its_bounds_and_never_shrinks_during_a_run(
         previous = grace if active < n else None
 
 
-@st.composite
-def workloads(draw: st.DrawFn) -> tuple[str, float, list[Request]]:
-    kind = draw(st.sampled_from(["fast", "cpu"]))
-    scale = draw(st.floats(min_value=0.5, max_value=1.5))
+Step = tuple[float, int, int, str | None]  # (gap before it, burst size or 1, tokens, fault)
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from([0.3, 1.0, 2.0, 4.0]),
+        st.sampled_from([1] * 9 + [2, 4, 8, 16, 32, 64]),
+        st.integers(5, 120),
+        st.sampled_from([None] * 8 + ["lost", "ghost"]),
+    ),
+    min_size=1,
+    max_size=90,
+)
+
+
+def calls_of(plan: list[Step], *, spacing: float) -> list[Request]:
     calls: list[Request] = []
     t = 1.0
-    while t < 90.0:
-        if draw(st.integers(0, 9)) == 0:
-            size = draw(st.sampled_from([2, 4, 8, 16, 32, 64]))
-            calls += burst(t, size, tokens=draw(st.integers(5, 60)))
+    for gap, size, tokens, fault in plan:
+        if size > 1:
+            calls += burst(t, size, tokens=tokens)
         else:
-            fault = draw(st.sampled_from([None] * 8 + ["lost", "ghost"]))
-            calls.append(Request(sent=t, tokens=draw(st.integers(1, 120)), fault=fault))
-        t += draw(st.sampled_from([0.3, 1.0, 2.0, 4.0])) * (1 if kind == "fast" else 2)
-    return kind, scale, calls
+            calls.append(Request(sent=t, tokens=tokens, fault=fault))
+        t += gap * spacing
+        if t > 90.0:
+            break
+    return calls
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
-@given(workloads())
-def test_no_healthy_request_is_ever_aborted_and_every_orphan_is_found(
-    case: tuple[str, float, list[Request]],
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["fast", "cpu"]), scale=st.floats(min_value=0.5, max_value=1.5), plan=steps)
+def test_learning_aborts_nothing_healthy_that_a_fixed_grace_spares_and_finds_every_orphan(
+    kind: str, scale: float, plan: list[Step]
 ) -> None:
     # Random bursts, single calls, lost and ghosted ones on a fast or a CPU-like server (its steps
-    # `scale` times as long), this client holding at most 64 in flight; then 40 s without new calls,
-    # by which time every orphan is found (nothing else hides it any more).
-    kind, scale, calls = case
+    # `scale` times as long), this client holding at most 64 in flight; then 40 s and more without new
+    # calls, by which time every orphan is found (nothing else hides it any more). Where even the fixed
+    # 10 s grace aborts healthy requests (back-to-back bursts counted after 20 s and more), no grace
+    # can help: such cases only have to find their orphans.
     make = fast_server if kind == "fast" else cpu_server
     base = make()
-    server = make(
-        overhead=base.overhead * scale,
-        prefill_overhead=base.prefill_overhead * scale,
-        per_prefill=base.per_prefill * scale,
-        per_decode=base.per_decode * scale,
-    )
-    out = run(server, calls, until=170.0, tick=0.1)
-    check(out)
+
+    def server() -> StepServer:
+        return make(
+            overhead=base.overhead * scale,
+            prefill_overhead=base.prefill_overhead * scale,
+            per_prefill=base.per_prefill * scale,
+            per_decode=base.per_decode * scale,
+        )
+
+    spacing = 1 if kind == "fast" else 2
+    fixed = run(server(), calls_of(plan, spacing=spacing), until=170.0, tick=0.1, learn=False)
+    learning = run(server(), calls_of(plan, spacing=spacing), until=170.0, tick=0.1)
+    assert learning.missed == []
+    if not fixed.false_orphans:
+        assert learning.false_orphans == []
 
 
 # --- against the built-in simulator, over HTTP -------------------------------------------------------
