@@ -27,6 +27,7 @@ from ._exceptions import (
     APIConnectionError,
     APIError,
     APIResponseValidationError,
+    APIStatusError,
     OrphanedRequestError,
     StallError,
     StreamError,
@@ -119,9 +120,10 @@ class Attempt:
             self.watches.add(watch)
         return watch
 
-    def forget(self, watch: Watch) -> None:
+    def forget(self, watch: Watch, *, abandoned: bool) -> None:
+        """The attempt stopped waiting: answered by the server, or ``abandoned`` by the client."""
         if self.watches is not None:
-            self.watches.discard(watch)
+            self.watches.discard(watch, now=self.clock(), abandoned=abandoned)
 
     def describe(self) -> Any:
         req = self.request
@@ -217,7 +219,11 @@ class _Waiting:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                 await self.raw.aclose()
         if not self.kept:
-            self.att.forget(self.watch)
+            # The server answered (a body, an error status, a malformed answer) unless the wait was cut.
+            answered = exc is None or isinstance(
+                exc, (APIStatusError, APIResponseValidationError, StreamError)
+            )
+            self.att.forget(self.watch, abandoned=not answered)
         await self.scope.__aexit__(exc_type, exc, tb)  # re-raises anything but its own cancellation
         if self.scope.cancelled_caught:  # the scope expired (or was cancelled as an orphan)
             raise self.att.timed_out(self.watch) from None

@@ -149,6 +149,7 @@ class Engine:
 
     def stats(self) -> Stats:
         b = self.breaker
+        monitor = self.upstream.monitor
         return Stats.snapshot(
             self.counters,
             in_flight=self.limiter.in_flight,
@@ -160,6 +161,10 @@ class Engine:
             breaker_state=b.state if b is not None else "disabled",
             breaker_reason=b.reason if b is not None else "",
             metrics_available=bool(b is not None and b.metrics_available),
+            server_capacity=b.saturated_capacity if b is not None else None,
+            metrics_lag=monitor.appear_lag if monitor is not None else None,
+            metrics_leave_lag=monitor.leave_lag if monitor is not None else None,
+            orphan_grace=monitor.grace if monitor is not None else None,
         )
 
     def _on_breaker_transition(self, old: str, new: str, reason: str) -> None:

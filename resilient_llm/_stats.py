@@ -30,7 +30,12 @@ class Stats:
     ``in_flight``: calls holding a limiter slot; ``queued``: calls waiting for one; ``held_by_breaker``:
     of those, how many the breaker keeps out; ``capacity``: how many may be in flight right now (the
     smallest of max_concurrency, the ramp's limit and the breaker's allowance); ``ramp_level``: 0..1;
-    ``retry_budget_available``: retries that may start now; the rest are totals (see :class:`Counters`).
+    ``retry_budget_available``: retries that may start now. From the server's ``/metrics``:
+    ``server_capacity``, its batch capacity once seen (``running`` while requests waited);
+    ``metrics_lag``, how long it takes to count this client's requests, as learned (seconds; ``None``
+    until learned); ``metrics_leave_lag``, how long a finished one stays counted; ``orphan_grace``, the
+    orphan rule's grace sized from that lag (``None``: detection off). The rest are totals (see
+    :class:`Counters`).
     """
 
     in_flight: int
@@ -42,6 +47,10 @@ class Stats:
     breaker_state: str
     breaker_reason: str
     metrics_available: bool
+    server_capacity: int | None = None
+    metrics_lag: float | None = None
+    metrics_leave_lag: float | None = None
+    orphan_grace: float | None = None
     calls: int
     calls_ok: int
     calls_failed: int

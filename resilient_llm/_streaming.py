@@ -113,11 +113,11 @@ class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,nam
         try:
             piece = await self._read()
         except BaseException as exc:
-            self._finish(exc)
+            self._finish(exc, abandoned=True)
             await self._drop()
             raise
         if not piece:  # the body ended: the connection goes back to the pool
-            self._finish(None)
+            self._finish(None, abandoned=False)
             with anyio.CancelScope(shield=True):
                 await self._opened.raw.release()
             raise StopAsyncIteration
@@ -141,22 +141,22 @@ class SilenceByteStream(httpx_flavour.AsyncByteStream):  # type: ignore[misc,nam
 
     async def aclose(self) -> None:
         if self._on_close is not None:
-            self._finish(None)
+            self._finish(None, abandoned=True)  # closed before its end: the server sees a disconnect
             await self._drop()
 
     async def _drop(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
             await self._opened.raw.aclose()
 
-    def _finish(self, exc: BaseException | None) -> None:
-        self._att.forget(self._opened.watch)
+    def _finish(self, exc: BaseException | None, *, abandoned: bool) -> None:
+        self._att.forget(self._opened.watch, abandoned=abandoned)
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close(exc)
 
     def __del__(self) -> None:
         if self._on_close is not None:
-            self._finish(None)
+            self._finish(None, abandoned=True)
             self._opened.raw.close()
 
 

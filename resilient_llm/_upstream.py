@@ -107,6 +107,8 @@ class Upstream:
         now = self._clock()
         if self._unreachable_since is None:
             self._unreachable_since = now
+            if self.answered and self.monitor is not None:
+                self.monitor.server_restarted()  # it went away: what its metrics taught is void
         config = breaker.config
         if self.answered:
             return now - self._unreachable_since < config.outage_wait

@@ -13,7 +13,9 @@ it closes.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from ._scope import DeadlineScope
 
@@ -97,13 +99,32 @@ class Watch:
             self.scope.cancel()
 
 
-class Watches:
-    """The attempts a client is waiting on (one registry per server), in the order they were sent."""
+class Finished(NamedTuple):
+    """An attempt that stopped waiting: when it was sent, ended, started answering; whether the client
+    gave up on it (``abandoned``: an abort, a stall, a deadline, a cancellation, a broken connection)
+    rather than the server answering it (with an answer or an error status)."""
 
-    __slots__ = ("_items", "on_change")
+    sent_at: float
+    ended_at: float
+    started_at: float | None
+    abandoned: bool
+
+
+class Watches:
+    """The attempts a client is waiting on (one registry per server), in the order they were sent.
+
+    Attempts that stopped waiting since the monitor last looked are kept for it (:meth:`drain_finished`):
+    how the server's count follows them teaches the monitor its ``/metrics`` lag.
+    """
+
+    __slots__ = ("_finished", "_items", "on_change")
+
+    #: Finished attempts kept for the monitor between two scrapes (it drains them at each one).
+    MAX_FINISHED = 4096
 
     def __init__(self) -> None:
         self._items: dict[Watch, None] = {}
+        self._finished: deque[Finished] = deque(maxlen=self.MAX_FINISHED)
         #: Called after each add (the monitor starts polling when the first call goes out).
         self.on_change: Callable[[], None] | None = None
 
@@ -112,8 +133,14 @@ class Watches:
         if self.on_change is not None:
             self.on_change()
 
-    def discard(self, watch: Watch) -> None:
-        self._items.pop(watch, None)
+    def discard(self, watch: Watch, *, now: float, abandoned: bool) -> None:
+        if self._items.pop(watch, False) is None:
+            self._finished.append(Finished(watch.sent_at, now, watch.first_byte_at, abandoned))
+
+    def drain_finished(self) -> list[Finished]:
+        finished = list(self._finished)
+        self._finished.clear()
+        return finished
 
     def __iter__(self) -> Iterator[Watch]:
         return iter(list(self._items))
@@ -125,4 +152,4 @@ class Watches:
         return bool(self._items)
 
 
-__all__ = ["Watch", "Watches"]
+__all__ = ["Finished", "Watch", "Watches"]

@@ -62,6 +62,22 @@ def test_config_defaults() -> None:
         2,
     )
     assert (cfg.stale_after, cfg.poll_interval, cfg.metrics_url, cfg.orphan_grace) == (5.0, 0.5, None, 10.0)
+    assert (cfg.orphan_grace_min, cfg.orphan_lag_window) == (0.5, 300.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, (0.5, 10.0)),  # learned between one poll interval and today's fixed 10 s
+        ({"orphan_grace": 20.0}, (0.5, 20.0)),  # a user's number is the longest grace
+        ({"orphan_grace": 0.3}, (0.3, 0.3)),  # at or below the shortest: fixed, no learning
+        ({"orphan_grace": 4.0, "orphan_grace_min": 4.0}, (4.0, 4.0)),
+        ({"orphan_grace_min": 0.0}, (0.0, 10.0)),
+        ({"orphan_grace": None}, None),  # no orphan detection
+    ],
+)
+def test_orphan_grace_range(kwargs: dict[str, Any], expected: tuple[float, float] | None) -> None:
+    assert BreakerConfig(**kwargs).orphan_grace_range() == expected
 
 
 @pytest.mark.parametrize(
@@ -87,6 +103,10 @@ def test_config_defaults() -> None:
         ({"poll_interval": 0}, "poll_interval"),
         ({"poll_interval": 2.0, "stale_after": 2.0}, "stale_after must be a finite number > 2, got 2.0"),
         ({"orphan_grace": -1.0}, "orphan_grace"),
+        ({"orphan_grace_min": -0.1}, "orphan_grace_min must be a finite number >= 0, got -0.1"),
+        ({"orphan_grace_min": math.nan}, "orphan_grace_min"),
+        ({"orphan_lag_window": 0}, "orphan_lag_window must be a finite number > 0, got 0"),
+        ({"orphan_lag_window": True}, "orphan_lag_window"),
         (
             {"metrics_url": "ftp://host/metrics"},
             "metrics_url must be an http(s) URL or None, got 'ftp://host/metrics'",

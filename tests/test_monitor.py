@@ -197,3 +197,48 @@ async def test_a_server_still_loading_is_waited_for_when_asked(anyio_backend: st
         sim.stop()
     assert all(isinstance(r, str) for r in results), results
     assert stats.calls_ok == 3
+
+
+def lag_client(sim: SimulatorThread, **breaker: Any) -> AsyncOpenAI:
+    """Real durations for the orphan rule (0.5 s to 10 s of grace), polls every 0.1 s."""
+    config = BreakerConfig(poll_interval=0.1, stale_after=1.0, **breaker)
+    return AsyncOpenAI(
+        api_key="k", base_url=sim.base_url, breaker=config, backoff=QUICK, ramp_up=0, stall_timeout=30
+    )
+
+
+async def test_the_orphan_grace_is_learned_and_a_lost_call_is_found_in_about_a_second(
+    anyio_backend: str,
+) -> None:
+    # vLLM-like metrics: a request is counted by the engine step that makes its first token (0.1 s here).
+    config = sim_config(
+        time_scale=1.0, metrics_lag=0.1, metrics_lag_mode="steps", fault_script=[None] * 6 + ["lost"]
+    )
+    with SimulatorThread(config) as sim:
+        client = lag_client(sim)
+        for _ in range(6):  # single calls: the server shows how fast it counts this client's requests
+            assert await chat(client, 5)
+        learned = client.stats()
+        start = time.monotonic()
+        assert await chat(client, 5)  # its first attempt is lost: found by the orphan rule, retried
+        took = time.monotonic() - start
+        stats = client.stats()
+        await client.close()
+    assert learned.metrics_lag is not None and learned.orphan_grace is not None
+    assert learned.orphan_grace < 2.0  # learned down from the 10 s cap
+    assert stats.orphans == 1 and stats.stalls == 0
+    assert took < 4.0  # with the fixed 10 s grace: about 20 s
+
+
+async def test_metrics_that_run_behind_the_answers_make_no_false_orphans(anyio_backend: str) -> None:
+    # A stale snapshot: answers stream before the server's count shows them; a queue builds up.
+    config = sim_config(
+        time_scale=1.0, capacity=2, token_time=0.02, metrics_lag=1.0, metrics_lag_mode="snapshot"
+    )
+    with SimulatorThread(config) as sim:
+        client = lag_client(sim)
+        results = await many(client, 12, 30)
+        stats = client.stats()
+        await client.close()
+    assert all(isinstance(r, str) for r in results), results
+    assert stats.orphans == 0 and stats.retries == 0

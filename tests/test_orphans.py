@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from resilient_llm._exceptions import ConfigError
@@ -317,3 +317,82 @@ def test_streaming_bound_never_picks_an_answer_that_has_not_started() -> None:
     for t in (2.0, 3.0, 4.0, 5.0):
         load = ServerLoad(running=1, waiting=1, kv_cache_usage=None, engines=1, scraped_at=t)
         assert det.observe(load, silent, t, known=1, streaming={"a", "b"}) == []
+
+
+# --- a grace per scrape (rule 6) ---------------------------------------------------------------------
+
+
+def test_the_scrapes_grace_replaces_the_default() -> None:
+    # Default 5 s; the scrapes say 0.5 s: "a" (silent since 0) is eligible at 0.5 and the deficit has
+    # lasted 0.5 s by 1.0.
+    detector: OrphanDetector[str] = OrphanDetector(grace=GRACE)
+    assert detector.observe(load(0, 0.5), [("a", 0.0)], 0.5, grace=0.5) == []
+    assert detector.observe(load(0, 1.0), [("a", 0.0)], 1.0, grace=0.5) == ["a"]
+
+
+def test_without_a_grace_the_default_applies() -> None:
+    detector: OrphanDetector[str] = OrphanDetector(grace=1.0)
+    assert detector.observe(load(0, 1.0), [("a", 0.0)], 1.0) == []
+    assert detector.observe(load(0, 1.5), [("a", 0.0)], 1.5, grace=None) == []
+    assert detector.observe(load(0, 2.0), [("a", 0.0)], 2.0) == ["a"]
+
+
+def test_a_grace_that_grows_during_a_run_delays_the_abort() -> None:
+    # With 1 s from the start, "a" (silent since 0) would go at 2.0. Raised to 3 s at 1.5, "a" is not
+    # eligible until 3.0 (the run ends and starts again there) and goes at 6.0.
+    detector: OrphanDetector[str] = OrphanDetector(grace=10.0)
+    times = [1.0 + 0.5 * i for i in range(11)]
+    chosen = {t: detector.observe(load(0, t), [("a", 0.0)], t, grace=1.0 if t < 1.5 else 3.0) for t in times}
+    assert {t: keys for t, keys in chosen.items() if keys} == {6.0: ["a"]}
+
+
+@pytest.mark.parametrize("grace", [-0.1, math.nan, math.inf, "1", True])
+def test_a_bad_scrape_grace_is_refused(grace: object) -> None:
+    detector: OrphanDetector[str] = OrphanDetector(grace=1.0)
+    with pytest.raises(ConfigError, match="grace"):
+        detector.observe(load(0, 1.0), [("a", 0.0)], 1.0, grace=grace)  # type: ignore[arg-type]
+
+
+def test_rule_5_keeps_the_detectors_own_grace() -> None:
+    # A started answer falls silent while running drops by one: vLLM preempted it back to the waiting
+    # queue (still counted there). A learned grace of 0.5 s must not abort it after 1 s; the detector's
+    # own 5 s (twice: 10 s of silence) still applies to this rule.
+    detector: OrphanDetector[str] = OrphanDetector(grace=GRACE)
+    silent = [("preempted", 1.0), ("s1", 100.0), ("s2", 100.0)]
+    streaming = {"preempted", "s1", "s2"}
+    chosen = []
+    for t in [1.5 + 0.5 * i for i in range(18)]:  # up to 10 s
+        server = ServerLoad(running=2, waiting=1, kv_cache_usage=None, engines=1, scraped_at=t)
+        chosen += detector.observe(server, silent, t, known=3, streaming=streaming, grace=0.5)
+    assert chosen == []
+    server = ServerLoad(running=2, waiting=1, kv_cache_usage=None, engines=1, scraped_at=11.5)
+    assert detector.observe(server, silent, 11.5, known=3, streaming=streaming, grace=0.5) == ["preempted"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.floats(min_value=0, max_value=10, allow_nan=False),
+    raises=st.lists(st.floats(min_value=0, max_value=3, allow_nan=False), min_size=40, max_size=40),
+    spread=st.floats(min_value=0, max_value=2, allow_nan=False),
+    size=st.integers(1, 20),
+    slack=st.floats(min_value=0.01, max_value=1, allow_nan=False),
+    interval=st.floats(min_value=0.1, max_value=1, allow_nan=False),
+)
+def test_a_batch_within_twice_the_smallest_grace_is_never_aborted(
+    first: float, raises: list[float], spread: float, size: int, slack: float, interval: float
+) -> None:
+    # Rule 6's guarantee: a batch sent within `spread` seconds and counted `lag` after its last send,
+    # lag < 2 x (the smallest grace of the run) - spread, is never aborted, however the grace grows.
+    graces = [first]
+    for step in raises[1:]:
+        graces.append(graces[-1] + step * (step > 2))  # mostly flat, sometimes higher
+    lag = 2 * first - spread - slack
+    assume(lag >= 0)
+    sends = [spread * i / size for i in range(size)]
+    detector: OrphanDetector[int] = OrphanDetector(grace=first)
+    for i, grace in enumerate(graces):
+        t = interval * (i + 1)
+        counted = sum(1 for s in sends if t >= sends[-1] + lag and s <= t)
+        silent = [(k, s) for k, s in enumerate(sends) if s <= t]
+        known = sum(1 for _, s in silent if s <= t - grace)
+        assert detector.observe(load(counted, t), silent, t, known=known, grace=grace) == []

@@ -388,6 +388,26 @@ async def test_metrics_lag_on_arrivals_only() -> None:
 
 
 @pytest.mark.anyio
+async def test_metrics_lag_in_steps_grows_with_the_burst() -> None:
+    # 5 simulated seconds (0.05 s here) per request a step sees. 10 sent at once: the first has a step
+    # to itself, so nothing more than it shows before 0.1 s; the others, seen by the next step(s), all
+    # show within 2 x 10 x 0.05 s of the last one's arrival.
+    config = {"capacity": 32, "token_time": 0.02, "metrics_lag": 5.0, "metrics_lag_mode": "steps"}
+    async with serve(**config) as (sim, client):
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(post_chat, client, chat(simulator={"output_tokens": 20_000}))
+            await anyio.sleep(0.04)
+            early = await metrics(client)
+            await anyio.sleep(1.5)
+            late = await metrics(client)
+            assert sim.running == 10
+            tg.cancel_scope.cancel()
+    assert early["vllm:num_requests_running"] <= 1
+    assert late["vllm:num_requests_running"] == 10
+
+
+@pytest.mark.anyio
 async def test_kv_usage_follows_tokens_held() -> None:
     async with serve(capacity=4, kv_cache_tokens=1000, token_time=0.02) as (_, client):
         idle = await metrics(client)

@@ -58,6 +58,30 @@ def test_idle_engine_does_not_backdate_new_requests() -> None:
     assert seq.generated == 6
 
 
+def test_metrics_steps_count_a_burst_after_its_prefill_step() -> None:
+    # The "steps" lag mode: the first request of a burst on an idle engine has a step to itself (0.2 s);
+    # the other 63, arrived during it, are seen by the next one: 63 x 0.2 s more. Departures show at once.
+    engine = Engine(
+        capacity=64, token_time=0.01, batch_slowdown=0.0, kv_cache_tokens=10**6, now=0.0, metrics_step=0.2
+    )
+    seqs = [make_seq(target=10_000) for _ in range(64)]
+    for i, seq in enumerate(seqs):
+        engine.submit(seq, 1.0 + i * 1e-4)
+    shown = {t: engine.snapshot(counted_by=t).running for t in (1.1, 1.2, 13.7, 13.8 + 1e-9)}
+    assert shown == {1.1: 0, 1.2: 1, 13.7: 1, 13.8 + 1e-9: 64}
+    assert engine.snapshot().running == 64  # the engine itself holds them all from the start...
+    engine.advance(13.7)
+    assert [s.generated for s in seqs[:2]] == [1 + int((13.7 - 1.2) / 0.01 + 1e-6), 0]  # ...no token before
+    engine.advance(13.8 + 1e-9)  # the step that counts them
+    assert all(s.generated >= 1 for s in seqs)
+    engine.abort(seqs[0], 14.0)
+    assert engine.snapshot(counted_by=14.0).running == 63
+    # A request arriving alone after the burst has its own step again.
+    late = make_seq(target=10_000)
+    engine.submit(late, 20.0)
+    assert late.counted_at == pytest.approx(20.2)
+
+
 def test_prefill_delays_first_token() -> None:
     engine = make_engine()
     seq = make_seq(target=5, prefill=0.5)

@@ -19,6 +19,8 @@ __all__ = [
     "DEFAULT_MIN_HIGH_WATERMARK",
     "DEFAULT_OPEN_COOLDOWN",
     "DEFAULT_ORPHAN_GRACE",
+    "DEFAULT_ORPHAN_GRACE_MIN",
+    "DEFAULT_ORPHAN_LAG_WINDOW",
     "DEFAULT_OUTAGE_WAIT",
     "DEFAULT_POLL_INTERVAL",
     "DEFAULT_STALE_AFTER",
@@ -41,6 +43,8 @@ DEFAULT_POLL_INTERVAL: Final = 0.5
 #: A real vLLM 0.32 on a busy CPU counted a burst's new requests only after up to 13.5 s; the orphan
 #: rule tolerates a lag of about 2 x grace (docs/real-vllm.md).
 DEFAULT_ORPHAN_GRACE: Final = 10.0
+DEFAULT_ORPHAN_GRACE_MIN: Final = 0.5  # about one poll interval
+DEFAULT_ORPHAN_LAG_WINDOW: Final = 300.0
 DEFAULT_OUTAGE_WAIT: Final = 300.0
 DEFAULT_WAIT_FOR_SERVER: Final = 0.0
 
@@ -58,14 +62,21 @@ class BreakerConfig:
     ``failure_threshold`` consecutive failures open the breaker for ``open_cooldown``, doubled per
     consecutive re-open up to ``max_cooldown``; ``half_open_probes`` calls go through in half-open and
     as many successes close it. A load older than ``stale_after`` is ignored. ``poll_interval``,
-    ``metrics_url`` and ``orphan_grace`` are read by the client's ``/metrics`` poller
-    (``orphan_grace=None`` switches orphan detection off, for a ``base_url`` that balances over several
-    servers whose ``/metrics`` describe only one of them). A server that refuses connections is waited
-    for — only the breaker's probes go out — for ``outage_wait`` seconds once it has answered this client
-    before, and for ``wait_for_server`` seconds (default 0) before it ever answered; otherwise refused
-    connections are failed attempts like any other. These are
+    ``metrics_url`` and the ``orphan_*`` settings are read by the client's ``/metrics`` poller. A server
+    that refuses connections is waited for — only the breaker's probes go out — for ``outage_wait``
+    seconds once it has answered this client before, and for ``wait_for_server`` seconds (default 0)
+    before it ever answered; otherwise refused connections are failed attempts like any other. These are
     validated here (``stale_after`` must exceed ``poll_interval``). The repr masks credentials and
     query strings in ``metrics_url``.
+
+    Orphan detection waits a *grace* before it trusts the server's count (``_vllm/_orphans.py``).
+    ``orphan_grace`` is the longest grace, the one in force until the server has shown how fast it
+    counts this client's requests, and at any larger load than it has shown; from that evidence the
+    grace is learned (``_vllm/_lag.py``), down to ``orphan_grace_min`` (about one poll interval),
+    from the observations of the last ``orphan_lag_window`` seconds. An ``orphan_grace`` at or below
+    ``orphan_grace_min`` is a fixed grace: no learning. ``orphan_grace=None`` switches orphan detection
+    off, for a ``base_url`` that balances over several servers whose ``/metrics`` describe only one
+    of them.
     """
 
     high_watermark: int | None = None
@@ -82,6 +93,8 @@ class BreakerConfig:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     metrics_url: str | None = None
     orphan_grace: float | None = DEFAULT_ORPHAN_GRACE  # None: no orphan detection (e.g. several replicas)
+    orphan_grace_min: float = DEFAULT_ORPHAN_GRACE_MIN
+    orphan_lag_window: float = DEFAULT_ORPHAN_LAG_WINDOW
     #: A server that answered this client before and now refuses connections (a restart) is waited for
     #: this long, within each call's deadline; after that, refusals count as failed attempts.
     outage_wait: float = DEFAULT_OUTAGE_WAIT
@@ -109,6 +122,8 @@ class BreakerConfig:
         check_number(name, "stale_after", self.stale_after, above=self.poll_interval)
         if self.orphan_grace is not None:
             check_number(name, "orphan_grace", self.orphan_grace, at_least=0)
+        check_number(name, "orphan_grace_min", self.orphan_grace_min, at_least=0)
+        check_number(name, "orphan_lag_window", self.orphan_lag_window, above=0)
         check_number(name, "outage_wait", self.outage_wait, at_least=0)
         check_number(name, "wait_for_server", self.wait_for_server, at_least=0)
         if self.metrics_url is not None:
@@ -122,6 +137,12 @@ class BreakerConfig:
             high = max(self.min_high_watermark, math.ceil(self.high_fraction * (capacity or 0)))
         low = high // 2 if self.low_watermark is None else min(self.low_watermark, high)
         return high, low
+
+    def orphan_grace_range(self) -> tuple[float, float] | None:
+        """``(shortest, longest)`` grace of orphan detection; equal when fixed, ``None`` when it is off."""
+        if self.orphan_grace is None:
+            return None
+        return min(self.orphan_grace_min, self.orphan_grace), self.orphan_grace
 
     def __repr__(self) -> str:
         shown = []

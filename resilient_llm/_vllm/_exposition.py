@@ -31,7 +31,9 @@ can match on them, and any other state is added as its own series.
 Optional extras, rendered when present: ``capacity`` (``resilient_llm_capacity``, gauge: calls allowed in
 flight now), ``budget_exhausted`` (``resilient_llm_retry_budget_exhausted_total``, counter: retries
 refused by the budget), ``metrics_available`` (``resilient_llm_server_metrics_available``, gauge 0/1:
-whether the server's ``/metrics`` is being read). Missing keys produce no metric (absent, not zero);
+whether the server's ``/metrics`` is being read), and what was learned from those metrics:
+``server_capacity``, ``metrics_lag`` (``resilient_llm_server_metrics_lag_seconds``), ``metrics_leave_lag``
+and ``orphan_grace`` (``resilient_llm_orphan_grace_seconds``). Missing keys produce no metric (absent, not zero);
 values that are not numbers are skipped with a debug log; other keys are ignored.
 """
 
@@ -76,6 +78,10 @@ _GAUGES = (
     ("retry_budget_available", "retry_budget_available", "Retries the retry budget allows to start now."),
     ("capacity", "capacity", "Calls allowed in flight right now."),
     ("metrics_available", "server_metrics_available", "1 while the server's /metrics is being read."),
+    ("server_capacity", "server_capacity", "The server's batch capacity, once its /metrics showed it."),
+    ("metrics_lag", "server_metrics_lag_seconds", "How long the server takes to count a new request."),
+    ("metrics_leave_lag", "server_metrics_leave_lag_seconds", "How long a finished request stays counted."),
+    ("orphan_grace", "orphan_grace_seconds", "The orphan rule's grace, sized from the learned lag."),
 )
 _COUNTERS = (
     ("attempts", "attempts", "Requests sent to the server, first attempts and retries."),

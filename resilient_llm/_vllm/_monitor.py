@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,7 +40,8 @@ from .._clock import Clock
 from .._events import EventHook, MetricsAvailability, OrphansAborted, emit
 from .._load import ServerLoad
 from .._policies._breaker_config import BreakerConfig
-from .._watch import Watch, Watches
+from .._watch import Finished, Watch, Watches
+from ._lag import Ended, LagTracker
 from ._orphans import OrphanDetector
 
 logger = logging.getLogger("resilient_llm.monitor")
@@ -88,9 +90,16 @@ class ServerMonitor:
         self._busy = busy
         self._clock = clock
         self._hooks = hooks
-        self._detector: OrphanDetector[Watch] | None = (
-            None if config.orphan_grace is None else OrphanDetector(grace=config.orphan_grace)
-        )
+        graces = config.orphan_grace_range()
+        self._longest = 0.0
+        self._stale_until = -math.inf  # until then the server's counts are known to run behind its answers
+        self._detector: OrphanDetector[Watch] | None = None
+        self._lag: LagTracker | None = None
+        if graces is not None:
+            shortest, longest = graces
+            self._longest = longest
+            self._detector = OrphanDetector(grace=longest)
+            self._lag = LagTracker(min_grace=shortest, max_grace=longest, window=config.orphan_lag_window)
         self._owner: object | None = None  # the event loop (asyncio) or run (trio) the task lives in
         self._task: asyncio.Task[None] | None = None
         self._scope: anyio.CancelScope | None = None
@@ -160,7 +169,7 @@ class ServerMonitor:
                 self._note_availability(result)
                 self.last_load = result.load
                 self._on_load(result.load)
-                if result.load is not None and self._watches:
+                if result.load is not None:
                     self._check_watches(result.load)
             except Exception:  # a bug here must neither stop the monitor nor leave calls held
                 logger.exception("server monitor for %s: handling a scrape failed", self.server)
@@ -196,12 +205,64 @@ class ServerMonitor:
         if was is not None and self._hooks:
             emit(self._hooks, MetricsAvailability(available=available, url=self.server, detail=result.detail))
 
-    # --- attempts this client waits on -------------------------------------------------------------
+    # --- what the server knows of this client's attempts ---------------------------------------------
+    @property
+    def grace(self) -> float | None:
+        """The orphan rule's grace in force (learned from the server's lag); ``None``: detection off."""
+        if self._lag is None:
+            return None
+        stale = self.last_load is not None and self.last_load.scraped_at < self._stale_until
+        return self._longest if stale else self._lag.grace
+
+    @property
+    def appear_lag(self) -> float | None:
+        """How long the server takes to count this client's requests, as learned (``None``: not yet)."""
+        return None if self._lag is None else self._lag.appear_lag
+
+    @property
+    def leave_lag(self) -> float | None:
+        """How long a finished request stays counted, as learned (``None``: not yet)."""
+        return None if self._lag is None else self._lag.leave_lag
+
+    def server_restarted(self) -> None:
+        """What was learned of the server's lag and deficits is void."""
+        self._stale_until = -math.inf
+        if self._lag is not None and self._detector is not None:
+            self._lag.reset()
+            self._detector.reset()
+
     def _check_watches(self, load: ServerLoad) -> None:
-        if self._detector is not None:
-            self._abort_orphans(load, self._detector)
-        if load.waiting:
+        finished = self._watches.drain_finished()
+        if self._lag is not None and self._detector is not None:
+            grace = self._learn(load, finished, self._lag)
+            if self._watches:
+                self._abort_orphans(load, self._detector, grace)
+        if load.waiting and self._watches:
             self._excuse_queued(load)
+
+    def _learn(self, load: ServerLoad, finished: Sequence[Finished], lag: LagTracker) -> float:
+        """One scrape for the lag tracker: the grace the orphan rule gets for it (``_vllm/_lag.py``).
+
+        The tracker relies on vLLM counting a request by the time its first token exists. A server
+        whose ``/metrics`` run behind its answers (a cached or scraped-through endpoint) shows more of
+        this client's answers streaming than it runs; then nothing it counts is trusted to be fresh,
+        and the longest grace holds for a window.
+        """
+        at = load.scraped_at
+        attempts = [
+            (w.sent_at, w.first_byte_at if w.first_byte_at is not None and w.first_byte_at <= at else None)
+            for w in self._watches
+            if w.sent_at <= at
+        ]
+        ended = [Ended(f.sent_at, f.ended_at, f.started_at, f.abandoned) for f in finished]
+        grace = lag.observe(load, attempts, ended=ended)
+        settled = at - self._config.poll_interval  # answering since before the previous scrape
+        streaming = sum(1 for _, started in attempts if started is not None and started <= settled)
+        if streaming > load.running:
+            self._stale_until = at + self._config.orphan_lag_window
+        if at < self._stale_until:
+            return max(grace, self._longest)
+        return grace
 
     def _excuse_queued(self, load: ServerLoad) -> None:
         """vLLM sends nothing while a request waits to be scheduled: that silence is no stall.
@@ -215,19 +276,21 @@ class ServerMonitor:
         for w in unstarted[-load.waiting :]:
             w.excuse_silence(now)
 
-    def _abort_orphans(self, load: ServerLoad, detector: OrphanDetector[Watch]) -> None:
+    def _abort_orphans(self, load: ServerLoad, detector: OrphanDetector[Watch], grace: float) -> None:
         watches = list(self._watches)
         silent = [(w, w.silent_since) for w in watches]
         # Attempts this scrape must count: sent long enough ago to be past the metrics lag, or already
         # answering (a request streaming its answer is scheduled, hence counted).
-        settled, scraped = load.scraped_at - detector.grace, load.scraped_at
+        settled, scraped = load.scraped_at - grace, load.scraped_at
         known = sum(
             1
             for w in watches
             if w.sent_at <= settled or (w.first_byte_at is not None and w.first_byte_at <= scraped)
         )
         streaming = [w for w in watches if w.first_byte_at is not None and w.first_byte_at <= scraped]
-        victims: list[Any] = detector.observe(load, silent, self._clock(), known=known, streaming=streaming)
+        victims: list[Any] = detector.observe(
+            load, silent, self._clock(), known=known, streaming=streaming, grace=grace
+        )
         if not victims:
             return
         for w in victims:

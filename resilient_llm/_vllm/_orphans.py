@@ -47,6 +47,17 @@ went silent, and a lag up to about ``2 × grace`` is tolerated: ``grace`` must b
 server's longest arrival lag (7 s for the contended CPU burst above; GPU servers lag far less).
 ``grace = 0`` trusts every scrape at once.
 
+6. The grace may change from scrape to scrape (``observe(..., grace=...)``; ``_lag.py`` learns it from
+   the server's own counts): each scrape is judged with the grace passed with it, in all of the rules
+   above, while the run and the selections carry over. A grace that grows during a run only delays
+   candidates; one that shrinks during a run would let an earlier, shorter grace stand for part of the
+   persistence, so the learner never shrinks it while a deficit lasts. The guarantees above then hold
+   with ``grace`` the smallest grace passed during the run: no deficit at all while every attempt of
+   this client is counted within that grace of being sent, no abort of a batch sent at once whose
+   lag is under twice it. Rule 5 keeps the grace given at construction (or the scrape's, if longer):
+   an answer that started and then fell silent while ``running`` dropped is most often one the server
+   preempted back to its queue under memory pressure, not one counted late.
+
 Which attempts are the orphans is a guess: oldest silent first. With ``known``, a deficit can come from
 an attempt the server dropped a moment ago while an older one still sits, legitimately silent, in the
 server's queue; the older one is then aborted first (and retried), and the young orphan follows once it
@@ -73,20 +84,14 @@ class OrphanDetector(Generic[K]):
     """Decides which silent attempts the server no longer knows about; see the module docstring.
 
     ``grace`` (seconds, ≥ 0) is both how long an attempt must have been silent to count and how long
-    the deficit must persist across scrapes.
+    the deficit must persist across scrapes; it is the default for scrapes observed without a grace
+    of their own (rule 6).
     """
 
     __slots__ = ("_grace", "_last_scrape", "_run_start", "_selected")
 
     def __init__(self, *, grace: float) -> None:
-        if (
-            isinstance(grace, bool)
-            or not isinstance(grace, (int, float))
-            or not math.isfinite(grace)
-            or grace < 0
-        ):
-            raise ConfigError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
-        self._grace = float(grace)
+        self._grace = _check_grace(grace)
         self._run_start: float | None = None  # scraped_at of the first scrape of the current deficit run
         self._last_scrape: float | None = None
         self._selected: set[K] = set()  # returned before and still reported silent by the caller
@@ -103,14 +108,17 @@ class OrphanDetector(Generic[K]):
         *,
         known: int | None = None,
         streaming: Collection[K] | None = None,
+        grace: float | None = None,
     ) -> list[K]:
         """Feed one scrape; return the keys to abort, oldest first (usually none).
 
         ``silent`` holds ``(key, silent_since)`` for every attempt currently waiting for a byte, on the
         same clock as ``now`` and ``load.scraped_at``; ``known`` is how many attempts (silent or not)
         this client has had in flight since at least ``grace`` before the scrape; ``streaming`` the keys
-        of attempts whose answer had started arriving by the scrape (rule 5).
+        of attempts whose answer had started arriving by the scrape (rule 5). ``grace`` is this scrape's
+        grace (rule 6); ``None`` uses the one given at construction.
         """
+        grace = self._grace if grace is None else _check_grace(grace)
         present = {key for key, _ in silent}
         self._selected &= present
         if self._last_scrape is not None and load.scraped_at <= self._last_scrape:
@@ -118,7 +126,7 @@ class OrphanDetector(Generic[K]):
         self._last_scrape = load.scraped_at
 
         seen_at = min(now, load.scraped_at)
-        eligible = [(since, key) for key, since in silent if seen_at - since >= self._grace]
+        eligible = [(since, key) for key, since in silent if seen_at - since >= grace]
         deficit_all = max(len(eligible), known or 0) - load.active
         started = set(streaming) if streaming is not None else set()
         deficit_started = len(started) - load.running if streaming is not None else 0
@@ -127,25 +135,31 @@ class OrphanDetector(Generic[K]):
             return []
         if self._run_start is None:
             self._run_start = seen_at
-        if seen_at - self._run_start < self._grace:
+        if seen_at - self._run_start < grace:
             return []
 
-        run_start, grace = self._run_start, self._grace
-        candidates = [
-            key
-            for since, i, key in sorted(
+        run_start = self._run_start
+
+        def candidates(wait: float) -> list[K]:
+            """Eligible keys not yet selected whose silence, and the run, have lasted ``wait`` since
+            both began, oldest first."""
+            ordered = sorted(
                 (since, i, key)
                 for i, (since, key) in enumerate(eligible)
-                if key not in self._selected and seen_at - max(run_start, since + grace) >= grace
+                if key not in self._selected and seen_at - max(run_start, since + wait) >= wait
             )
-        ]
+            return [key for _, _, key in ordered]
+
         # Rule 5 first: answers that started and then went silent while the server runs fewer requests
-        # than this client is streaming.
+        # than this client is streaming. Its silences are not the metrics lag (a preempted answer waits
+        # in the queue, silent), so it keeps the detector's own grace whatever the scrape's (rule 6).
         owed_started = deficit_started - len(self._selected & started)
-        chosen = [key for key in candidates if key in started][: max(0, owed_started)]
+        chosen: list[K] = []
+        if owed_started > 0:
+            chosen = [key for key in candidates(max(grace, self._grace)) if key in started][:owed_started]
         owed = deficit_all - len(self._selected) - len(chosen)
         if owed > 0:
-            chosen += [key for key in candidates if key not in chosen][:owed]
+            chosen += [key for key in candidates(grace) if key not in chosen][:owed]
         self._selected.update(chosen)
         return chosen
 
@@ -157,3 +171,14 @@ class OrphanDetector(Generic[K]):
 
     def __repr__(self) -> str:
         return f"OrphanDetector(grace={self._grace:g})"
+
+
+def _check_grace(grace: object) -> float:
+    if (
+        isinstance(grace, bool)
+        or not isinstance(grace, (int, float))
+        or not math.isfinite(grace)
+        or grace < 0
+    ):
+        raise ConfigError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
+    return float(grace)

@@ -54,7 +54,7 @@ _OWNER = "SimulatorConfig"
 NO_FAULT = frozenset({"none", "ok", "-", ""})
 
 ReasoningField = Literal["reasoning_content", "reasoning", "both"]
-MetricsLagMode = Literal["snapshot", "arrivals"]
+MetricsLagMode = Literal["snapshot", "arrivals", "steps"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -90,7 +90,12 @@ class SimulatorConfig:
 
     ``/metrics`` can trail the engine by ``metrics_lag``: in ``"snapshot"`` mode it reports the whole
     state as it was that long ago; in ``"arrivals"`` mode, as a real vLLM 0.32 does under a burst,
-    requests appear in the gauges only ``metrics_lag`` after they arrive but leave them at once.
+    requests appear in the gauges only ``metrics_lag`` after they arrive but leave them at once; in
+    ``"steps"`` mode the arrival lag grows with the burst, as vLLM's engine steps make it: a request is
+    counted from the end of the first metrics step that sees it, a step lasting ``metrics_lag`` per new
+    request it sees (a burst of 64 on an idle engine: the first after one ``metrics_lag``, the other 63
+    after 63 more); its first token comes no sooner (in vLLM both come out of that step), and it leaves
+    the gauges at once.
     ``max_queued`` mimics ``--max-num-queued-reqs``: past that many requests in the engine (running
     plus waiting, as observed on vLLM 0.32) new ones are refused with 503.
 

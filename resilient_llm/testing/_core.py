@@ -78,6 +78,7 @@ class SimulatorCore:
                 batch_slowdown=c.batch_slowdown,
                 kv_cache_tokens=c.kv_cache_tokens,
                 now=now,
+                metrics_step=c.scaled(c.metrics_lag) if c.metrics_lag_mode == "steps" else 0.0,
             )
             for i in range(c.engines)
         ]
@@ -227,6 +228,8 @@ class SimulatorCore:
         snapshots: tuple[EngineSnapshot, ...] | None = None
         if lag > 0 and self.config.metrics_lag_mode == "snapshot":
             snapshots = self._history.at(now - lag)
+        if lag > 0 and self.config.metrics_lag_mode == "steps":
+            snapshots = tuple(e.snapshot(counted_by=now) for e in self.engines)
         if snapshots is None:
             arrived_by = now - lag if lag > 0 else None
             snapshots = tuple(e.snapshot(arrived_by) for e in self.engines)

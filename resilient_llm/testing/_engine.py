@@ -47,6 +47,7 @@ class Sequence:
     __slots__ = (
         "_counted",
         "arrived",
+        "counted_at",
         "engine",
         "finish_reason",
         "max_gap",
@@ -84,6 +85,7 @@ class Sequence:
         self.prefill_end = 0.0
         self.engine = -1
         self.arrived = 0.0
+        self.counted_at = 0.0  # when ``/metrics`` starts to count it (the "steps" lag mode)
         self._counted = 0
 
     @property
@@ -129,6 +131,7 @@ class Engine:
         batch_slowdown: float,
         kv_cache_tokens: int,
         now: float,
+        metrics_step: float = 0.0,
     ) -> None:
         self.index = index
         self.capacity = capacity
@@ -143,6 +146,12 @@ class Engine:
         self.rejections = 0
         self.success: Counter[str] = Counter()
         self._t = now
+        # The "steps" lag mode: /metrics counts a request from the end of the first metrics step that
+        # sees it, a step lasting ``metrics_step`` per new request it sees (vLLM's prefill step), and
+        # its first token comes no sooner.
+        self.metrics_step = metrics_step
+        self._step_end = -math.inf
+        self._next_step: list[Sequence] = []
 
     # -- requests in and out -------------------------------------------------------------------
     def submit(self, seq: Sequence, now: float) -> None:
@@ -151,8 +160,24 @@ class Engine:
         seq.engine = self.index
         seq.arrived = now
         seq.state = SeqState.WAITING
+        if self.metrics_step > 0:
+            self._steps_until(now)
+            if self._next_step or now < self._step_end:
+                seq.counted_at = math.inf  # seen by the step after the one in progress
+                self._next_step.append(seq)
+            else:  # an idle engine: a step starts now, with this request alone
+                self._step_end = seq.counted_at = now + self.metrics_step
         self.waiting.append(seq)
         self.advance(now)
+
+    def _steps_until(self, now: float) -> None:
+        """Run the metrics steps that start by ``now``: each sees every request that arrived during the
+        one before."""
+        while self._next_step and self._step_end <= now:
+            self._step_end += self.metrics_step * len(self._next_step)
+            for seq in self._next_step:
+                seq.counted_at = self._step_end
+            self._next_step = []
 
     def abort(self, seq: Sequence, now: float) -> bool:
         """Remove ``seq`` (client gone, connection dropped); ``False`` if it had already ended.
@@ -206,6 +231,7 @@ class Engine:
         touched: list[Sequence] = []
         while True:
             self._admit(t)
+            self._steps_until(t)
             if not self.running:
                 t = now
                 break
@@ -213,12 +239,14 @@ class Engine:
             batch = list(self.running)
             intervals = [self._interval(seq, step) for seq in batch]
             events = [
-                seq.prefill_end
+                self._first_token_at(seq)
                 if seq.state is SeqState.PREFILL
                 else t + (seq.target - seq.progress) * interval
                 for seq, interval in zip(batch, intervals, strict=True)
             ]
-            dt = min(now, *events) - t
+            # A metrics step that starts before now tells its requests when they are counted.
+            step_starts = self._step_end if self._next_step and self._step_end > t else math.inf
+            dt = min(now, step_starts, *events) - t
             t += dt
             changed = False
             # A sequence ends when its own event time is reached, compared as times (not as float
@@ -229,7 +257,7 @@ class Engine:
                         seq.progress = float(seq.target)
                     else:
                         seq.progress = min(float(seq.target), seq.progress + dt / interval)
-                elif seq.prefill_end <= t:
+                elif self._first_token_at(seq) <= t:
                     self.prompt_tokens_total += seq.prompt_tokens
                     seq.state = SeqState.DECODE
                     seq.progress = min(float(seq.target), math.floor(seq.progress + _EPS) + 1.0)
@@ -254,16 +282,21 @@ class Engine:
         if not self.running:
             return None
         step = self.step_time()
-        soonest = math.inf
+        soonest = self._step_end if self._next_step else math.inf
         for seq in self.running:
             if seq.state is SeqState.PREFILL:
-                soonest = min(soonest, seq.prefill_end)
+                soonest = min(soonest, self._first_token_at(seq))
             else:
                 missing = math.floor(seq.progress + _EPS) + 1 - seq.progress
                 soonest = min(soonest, self._t + max(missing, 0.0) * self._interval(seq, step))
         return soonest
 
     # -- internals -----------------------------------------------------------------------------
+    def _first_token_at(self, seq: Sequence) -> float:
+        """The end of its prefill; in the "steps" lag mode, not before the metrics step that counts it
+        (in vLLM that step is the prefill: the gauges and the first token come out of it together)."""
+        return max(seq.prefill_end, seq.counted_at)
+
     def kv_held(self) -> int:
         return sum(seq.prompt_tokens + seq.generated for seq in self.running)
 
@@ -294,13 +327,18 @@ class Engine:
         self.generation_tokens_total += generated - seq._counted
         seq._counted = generated
 
-    def snapshot(self, arrived_by: float | None = None) -> EngineSnapshot:
+    def snapshot(self, arrived_by: float | None = None, *, counted_by: float | None = None) -> EngineSnapshot:
         """Gauges and counters now; with ``arrived_by``, the gauges count only the requests that
-        arrived by then (vLLM's ``/metrics`` shows new arrivals late and departures at once)."""
+        arrived by then (vLLM's ``/metrics`` shows new arrivals late and departures at once); with
+        ``counted_by`` (the "steps" lag mode), those whose metrics step ended by then."""
         running, waiting = len(self.running), len(self.waiting)
         if arrived_by is not None:
             running = sum(seq.arrived <= arrived_by for seq in self.running)
             waiting = sum(seq.arrived <= arrived_by for seq in self.waiting)
+        if counted_by is not None:
+            self._steps_until(counted_by)
+            running = sum(seq.counted_at <= counted_by for seq in self.running)
+            waiting = sum(seq.counted_at <= counted_by for seq in self.waiting)
         return EngineSnapshot(
             engine=self.index,
             running=running,
