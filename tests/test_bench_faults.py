@@ -90,7 +90,7 @@ def test_a_fault_mix_the_simulator_would_refuse_is_an_argument_error(
 ) -> None:
     with pytest.raises(SystemExit):
         bench_faults.main(["--faults", "ghost=0.7,lost=0.7"])
-    assert "sum to 1.4 > 1" in capsys.readouterr().err
+    assert "sum to <= 1 (here 1.4)" in capsys.readouterr().err
 
 
 def test_kinds_of_the_mix_that_no_faulty_run_met_are_named() -> None:
