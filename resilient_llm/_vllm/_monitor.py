@@ -244,9 +244,9 @@ class ServerMonitor:
         """One scrape for the lag tracker: the grace the orphan rule gets for it (``_vllm/_lag.py``).
 
         The tracker relies on vLLM counting a request by the time its first token exists. A server
-        whose ``/metrics`` run behind its answers (a cached or scraped-through endpoint) shows more of
-        this client's answers streaming than it runs; then nothing it counts is trusted to be fresh,
-        and the longest grace holds for a window.
+        whose ``/metrics`` run behind its answers (a cached or scraped-through endpoint) shows fewer
+        running requests than this client has answers arriving; then nothing it counts is trusted to
+        be fresh, and the longest grace holds for a window.
         """
         at = load.scraped_at
         attempts = [
@@ -256,8 +256,14 @@ class ServerMonitor:
         ]
         ended = [Ended(f.sent_at, f.ended_at, f.started_at, f.abandoned) for f in finished]
         grace = lag.observe(load, attempts, ended=ended)
-        settled = at - self._config.poll_interval  # answering since before the previous scrape
-        streaming = sum(1 for _, started in attempts if started is not None and started <= settled)
+        # Answering since before the previous scrape, and still receiving: a request the server runs
+        # (a silent one may be a ghost, whose server finished it: the orphan rule's case, not this one).
+        settled = at - self._config.poll_interval
+        streaming = sum(
+            1
+            for w in self._watches
+            if w.first_byte_at is not None and w.first_byte_at <= settled and w.silent_since >= settled
+        )
         if streaming > load.running:
             self._stale_until = at + self._config.orphan_lag_window
         if at < self._stale_until:
