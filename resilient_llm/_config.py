@@ -12,7 +12,8 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from openai import DEFAULT_TIMEOUT as _openai_default_timeout
 
@@ -20,6 +21,10 @@ from ._compat import timeout_parts
 from ._exceptions import ConfigError
 from ._policies._backoff import Backoff
 from ._policies._breaker import BreakerConfig
+from ._secrets import mask_url
+
+if TYPE_CHECKING:
+    from ._coord import CoordinationConfig
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -188,6 +193,7 @@ class CallSettings:
 # --- environment variables -------------------------------------------------------------------------
 
 _ENV_FLOATS = ("DEADLINE", "STALL_TIMEOUT", "TIMEOUT", "RAMP_UP", "RATE_LIMIT")
+_ENV_STRINGS = ("METRICS_URL", "COORDINATION")
 _ENV_INTS = ("MAX_CONCURRENCY", "MAX_RETRIES", "RATE_LIMIT_BURST")
 _OFF = frozenset({"none", "off", "false", "0", "no", "disabled"})
 
@@ -197,25 +203,29 @@ def read_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
     ``RESILIENT_LLM_STALL_TIMEOUT=off`` (or ``none``) switches stall detection off; likewise
     ``RATE_LIMIT``; ``RESILIENT_LLM_BREAKER=off`` switches the breaker off and
-    ``RESILIENT_LLM_METRICS_URL`` points it at another ``/metrics``.
+    ``RESILIENT_LLM_METRICS_URL`` points it at another ``/metrics``. ``RESILIENT_LLM_REPLICAS`` is a
+    comma-separated list of base URLs; ``RESILIENT_LLM_COORDINATION`` a Redis URL (``off`` for none).
     """
     env = os.environ if environ is None else environ
     out: dict[str, Any] = {}
-    for key in _ENV_FLOATS + _ENV_INTS + ("BREAKER", "METRICS_URL"):
+    for key in (*_ENV_FLOATS, *_ENV_INTS, *_ENV_STRINGS, "BREAKER", "REPLICAS"):
         raw = env.get(ENV_PREFIX + key)
         if raw is None or raw.strip() == "":
             continue
         text = raw.strip()
         name = key.lower()
-        if key in ("STALL_TIMEOUT", "RATE_LIMIT", "BREAKER") and text.lower() in _OFF:
+        if key in ("STALL_TIMEOUT", "RATE_LIMIT", "BREAKER", "COORDINATION") and text.lower() in _OFF:
             out[name] = None
             continue
         if key == "BREAKER":
             if text.lower() in {"on", "true", "1", "yes", "enabled"}:
                 continue
             raise ConfigError(f"{ENV_PREFIX}BREAKER must be 'on' or 'off', got {raw!r}")
-        if key == "METRICS_URL":
+        if key in _ENV_STRINGS:
             out[name] = text
+            continue
+        if key == "REPLICAS":
+            out[name] = [url.strip() for url in text.split(",") if url.strip()]
             continue
         try:
             out[name] = int(text) if key in _ENV_INTS else float(text)
@@ -248,3 +258,59 @@ def resolve_rate_limit(value: object, env: Mapping[str, Any]) -> RateLimit | Non
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return RateLimit(rate=_positive("rate_limit", value))
     raise ConfigError(f"rate_limit must be requests per second, a RateLimit or None, got {value!r}")
+
+
+def resolve_replicas(value: object, env: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """``replicas``: base URLs of servers that serve the same API, each validated; ``None``: one server."""
+    if isinstance(value, NotGiven):
+        value = env.get("replicas")
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"replicas must be a list of base URLs, got {_shown(value)}")
+    if not value:
+        raise ConfigError("replicas must name at least one base URL, got an empty list")
+    urls: list[str] = []
+    for i, url in enumerate(value):
+        if not isinstance(url, str) or not _is_http_url(url):
+            raise ConfigError(f"replicas[{i}] must be an http(s) URL with a host, got {_shown(url)}")
+        url = url.strip().rstrip("/")
+        if url in urls:
+            raise ConfigError(f"replicas[{i}] repeats replicas[{urls.index(url)}]: {mask_url(url)!r}")
+        urls.append(url)
+    return tuple(urls)
+
+
+def resolve_coordination(value: object, env: Mapping[str, Any]) -> CoordinationConfig | None:
+    """``coordination``: a Redis URL or a ``CoordinationConfig``; ``None`` (default) for none.
+
+    Needs the ``redis`` extra: without it, a one-line :class:`ConfigError` says which to install.
+    """
+    from ._coord import CoordinationConfig
+    from ._coord._link import import_coredis
+
+    if isinstance(value, NotGiven):
+        value = env.get("coordination")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = CoordinationConfig(url=value.strip())
+    if not isinstance(value, CoordinationConfig):
+        raise ConfigError(
+            f"coordination must be a Redis URL, a CoordinationConfig or None, got {_shown(value)}"
+        )
+    import_coredis()
+    return value
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url.strip())
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def _shown(value: object) -> str:
+    """A value for an error message, URLs masked."""
+    return repr(mask_url(value)) if isinstance(value, str) else repr(value)
