@@ -117,7 +117,9 @@ async def test_a_draining_replica_is_taken_out_and_ramped_back_in_when_it_recove
         second = await many(client, 80, every=0.005)
         after = client.stats().replicas[0]
         await client.close()
-    assert all(isinstance(r, str) for r in first + second), [r for r in first + second if not isinstance(r, str)]
+    assert all(isinstance(r, str) for r in first + second), [
+        r for r in first + second if not isinstance(r, str)
+    ]
     assert during.breaker_state in ("open", "half_open")
     assert after.breaker_state == "closed" and after.attempts > during.attempts + 10  # back in use
     transitions = [e for e in events if type(e).__name__ == "BreakerTransition"]
