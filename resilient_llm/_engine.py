@@ -317,7 +317,10 @@ class Engine:
                             self._release(lane, lease, shared)
                         raise
                     if not att.kept:
-                        self._release(lane, lease, shared)
+                        if lease is None:
+                            limiter.release(lane)
+                        else:
+                            self._release(lane, lease, shared)
                     if replica.breaker is not None:
                         replica.breaker.on_success()
                     counters.calls_ok += 1
