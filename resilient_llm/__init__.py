@@ -6,6 +6,8 @@ keyed on the server's queue depth. The client is an ``openai.AsyncOpenAI``; resu
 types and errors openai's own exception classes (re-exported here, with the library's own beneath them).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import AsyncOpenAI
 from ._config import (
     DEFAULT_DEADLINE,
@@ -56,8 +58,11 @@ from ._exceptions import (
 from ._limits import Limits
 from ._policies._backoff import Backoff
 from ._policies._breaker import BreakerConfig
-from ._stats import Stats
+from ._stats import ReplicaStats, Stats
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._coord._config import CoordinationConfig
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -83,6 +88,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "ConflictError",
+    "CoordinationConfig",
     "DeadlineExceeded",
     "Event",
     "EventHook",
@@ -101,6 +107,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RedirectError",
+    "ReplicaStats",
     "ResponseTooLarge",
     "RetryBudgetConfig",
     "RetryScheduled",
@@ -112,3 +119,12 @@ __all__ = [
     "UnsupportedEncoding",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Coordination (Redis) is imported only by those who use it: ``import resilient_llm`` stays as light.
+    if name == "CoordinationConfig":
+        from ._coord._config import CoordinationConfig
+
+        return CoordinationConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

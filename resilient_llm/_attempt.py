@@ -87,7 +87,8 @@ class Request:
 class Attempt:
     """The per-attempt context the call pipeline hands to a plan and its readers.
 
-    ``status_error`` turns an error response into openai's exception for it. A plan whose result
+    ``status_error`` turns an error response into openai's exception for it. ``target`` is the base URL
+    of the replica the limiter chose (``None`` for a client of one server). A plan whose result
     keeps reading after it returned (a stream) takes the call's limiter slot with :meth:`keep_slot`
     and gives it back through the returned callable when it closes.
     """
@@ -103,6 +104,7 @@ class Attempt:
     responded: Callable[[], None] = lambda: None  # an HTTP response arrived (the server is up)
     number: int = 1  # 1 for the first attempt of a call
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    target: str | None = None  # the replica's base URL this attempt goes to; None: the client's own
     request: Request | None = None
     events: int = 0
     body_size: int = 0  # bytes of a JSON body read whole (large ones are decoded off the event loop)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.lowlevel
@@ -59,9 +60,13 @@ Mode = Literal["json", "assemble", "stream"]
 
 
 class FastPlan:
-    """An attempt through the library's own transport (see the module docstring)."""
+    """An attempt through the library's own transport (see the module docstring).
 
-    __slots__ = ("assembler", "deadline", "mode", "request", "result", "url")
+    ``home`` is the base URL ``request`` was built on (the client's); an attempt whose ``target`` is
+    another replica's base URL is sent there with the same path and query. ``model``: the model asked for.
+    """
+
+    __slots__ = ("_path", "assembler", "deadline", "home", "mode", "model", "request", "result", "url")
 
     def __init__(
         self,
@@ -71,6 +76,8 @@ class FastPlan:
         *,
         deadline: float,
         assembler: Callable[[], Assembler] | None = None,
+        home: str = "",
+        model: str | None = None,
     ) -> None:
         self.request = request
         self.url = mask_url(request.url)
@@ -78,11 +85,22 @@ class FastPlan:
         self.result = result
         self.deadline = deadline
         self.assembler = assembler
+        self.home = home
+        self.model = model if isinstance(model, str) else None
+        self._path: str | None = None
+
+    def _retarget(self, target: str) -> None:
+        path = self._path
+        if path is None:
+            path = self._path = path_after(self.request.url, self.home)
+        self.request.url = target + path
 
     def describe(self) -> Any:
         return describe_request(self.request.method, self.request.url)
 
     async def run(self, att: Attempt) -> Any:
+        if att.target is not None:
+            self._retarget(att.target)
         att.request = self.request
         if self.mode == "stream":
             opened = await open_stream(att)
@@ -279,7 +297,7 @@ class SdkResult:
 class SdkPlan:
     """An attempt through openai-python's own request path, its retries off."""
 
-    __slots__ = ("_full_url", "cast_to", "client", "options", "stream", "stream_cls", "url")
+    __slots__ = ("_full_url", "cast_to", "client", "model", "options", "stream", "stream_cls", "url")
 
     def __init__(
         self,
@@ -297,6 +315,9 @@ class SdkPlan:
         url = options.url
         self._full_url = url if "://" in url else str(client.base_url).rstrip("/") + "/" + url.lstrip("/")
         self.url = mask_url(self._full_url)
+        body = options.json_data
+        model = body.get("model") if isinstance(body, Mapping) else None
+        self.model = model if isinstance(model, str) else None
 
     def describe(self) -> Any:
         return describe_request(self.options.method.upper(), self._full_url)
@@ -304,6 +325,8 @@ class SdkPlan:
     async def run(self, att: Attempt) -> Any:
         options = self.options.model_copy()
         options.max_retries = 0
+        if att.target is not None and "://" not in options.url:  # to the replica the limiter chose
+            options.url = att.target + "/" + options.url.lstrip("/")
         headers: Mapping[str, Any] = options.headers if isinstance(options.headers, Mapping) else {}
         if not any(k.lower() == "x-stainless-retry-count" for k in headers):
             options.headers = {**headers, "X-Stainless-Retry-Count": str(att.number - 1)}
@@ -322,6 +345,15 @@ class SdkPlan:
             raise
         att.responded()
         return result
+
+
+def path_after(url: str, home: str) -> str:
+    """The path and query of ``url`` below the base URL ``home`` (``/chat/completions?x=1``)."""
+    if url.startswith(home):
+        return url[len(home) :]
+    parts, base = urlsplit(url), urlsplit(home).path.rstrip("/")
+    path = parts.path[len(base) :] if parts.path.startswith(base) else parts.path
+    return path + (f"?{parts.query}" if parts.query else "")
 
 
 def _refused(cause: BaseException | None) -> bool:

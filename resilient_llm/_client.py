@@ -44,7 +44,9 @@ from ._config import (
     is_given,
     read_env,
     resolve_breaker,
+    resolve_coordination,
     resolve_rate_limit,
+    resolve_replicas,
 )
 from ._engine import Engine
 from ._events import EventHook
@@ -56,15 +58,25 @@ from ._policies._breaker import BreakerConfig
 from ._policies._validate import reject
 from ._secrets import check_api_key, check_headers, mask_url
 from ._stats import Stats
-from ._vllm._metrics import metrics_url as derive_metrics_url
 
 if TYPE_CHECKING:
+    from ._coord import CoordinationConfig
     from .resources import AsyncChat, AsyncCompletions, AsyncResponses
 
 #: The per-client settings ``with_options`` may change; everything else is shared by the copies.
 _PER_COPY = ("deadline", "stall_timeout", "backoff")
 #: Settings of the shared engine: fixed when the client is created.
-_SHARED = ("max_concurrency", "rate_limit", "ramp_up", "breaker", "retry_budget", "limits", "hooks")
+_SHARED = (
+    "max_concurrency",
+    "rate_limit",
+    "ramp_up",
+    "breaker",
+    "retry_budget",
+    "limits",
+    "hooks",
+    "replicas",
+    "coordination",
+)
 
 
 class _Route:
@@ -128,6 +140,16 @@ class AsyncOpenAI(openai.AsyncOpenAI):
             8 KiB, 5.
         hooks: callables receiving event objects (:class:`RetryScheduled`, :class:`BreakerTransition`,
             :class:`OrphansAborted`, :class:`MetricsAvailability`); they run inline and must be quick.
+        replicas: base URLs of several servers that serve the same API (``["http://gpu-1:8000/v1",
+            "http://gpu-2:8000/v1"]``). Each gets its own limits (``max_concurrency`` is per replica),
+            breaker, ramp and monitor; each attempt goes to the least loaded one that lets calls in and
+            serves the model, a retry preferably to another. ``base_url``, when given too, must be one of
+            them; otherwise it is the first. Default ``None``: ``base_url`` alone.
+        coordination: a Redis URL (``"redis://host:6379/0"``) or a :class:`CoordinationConfig`: every
+            process that gives the same one shares, per server, ``max_concurrency`` (leases that a
+            crashed process gives back within ``lease_ttl``), ``rate_limit``, the retry budget and the
+            ``/metrics`` scrapes. When Redis is unreachable each process falls back to its fair share.
+            Needs the ``redis`` extra. Default ``None``: limits are this client's own.
 
     Settings not passed as arguments are read from ``RESILIENT_LLM_*`` environment variables.
     """
@@ -160,6 +182,8 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         backoff: Backoff | Any = NOT_GIVEN,  # or a tenacity wait strategy
         limits: Limits | NotGiven = NOT_GIVEN,
         hooks: Iterable[EventHook] = (),
+        replicas: Iterable[str] | NotGiven | None = NOT_GIVEN,
+        coordination: str | CoordinationConfig | NotGiven | None = NOT_GIVEN,
         _strict_response_validation: bool = False,
         _resilient_parent: AsyncOpenAI | None = None,
         _resilient_changes: Mapping[str, Any] | None = None,
@@ -176,6 +200,9 @@ class AsyncOpenAI(openai.AsyncOpenAI):
             settings = parent._settings.evolve(**(_resilient_changes or {}))
             engine_args = parent._engine_args
             user_http_client = parent._user_http_client
+            servers = parent._replicas
+            if base_url is not None and str(base_url).rstrip("/") != parent._server_url:
+                servers = None  # a copy to another server: that server alone
         else:
             settings, engine_args = _resilience_settings(
                 env,
@@ -189,7 +216,18 @@ class AsyncOpenAI(openai.AsyncOpenAI):
                 backoff=backoff,
                 limits=limits,
                 hooks=hooks,
+                coordination=coordination,
             )
+            if _iterable(replicas):
+                replicas = list(cast(Iterable[str], replicas))
+            servers = resolve_replicas(replicas, env)
+            if servers is not None:
+                base_url = _base_url_of(base_url, servers)
+                if engine_args["breaker"] is not None and engine_args["breaker"].metrics_url is not None:
+                    raise ConfigError(
+                        "breaker.metrics_url names one server's /metrics: with replicas, each replica's "
+                        "is found from its own URL"
+                    )
             user_http_client = http_client is not None
         if isinstance(api_key, str):  # a key read from a file keeps its newline: never sent as is
             api_key = check_api_key(api_key)
@@ -221,6 +259,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         self._settings = settings
         self._engine_args = engine_args
         self._user_http_client = user_http_client
+        self._replicas: tuple[str, ...] | None = servers
         self._hot_headers_key: tuple[Any, ...] | None = None
         self._hot_headers: dict[str, str] = {}
         self._call_settings_key: tuple[Any, ...] | None = None
@@ -232,8 +271,8 @@ class AsyncOpenAI(openai.AsyncOpenAI):
 
     def _new_engine(self) -> Engine:
         return Engine(
-            server=self._server_url,
-            metrics_url=derive_metrics_url(self._server_url),
+            servers=self._replicas or (self._server_url,),
+            headers=lambda: self._headers_for(None, NOT_GIVEN),
             transport_factory=default_transport(
                 lambda: self._client, user_given=self._user_http_client, limits=self._engine_args["limits"]
             ),
@@ -333,10 +372,16 @@ class AsyncOpenAI(openai.AsyncOpenAI):
 
     def __repr__(self) -> str:
         s = self._settings
+        replicas = "" if self._replicas is None else f" replicas={[mask_url(u) for u in self._replicas]!r}"
         return (
-            f"<resilient_llm.AsyncOpenAI base_url={mask_url(self._server_url)!r} deadline={s.deadline:g} "
-            f"stall_timeout={s.stall_timeout} max_retries={self.max_retries}>"
+            f"<resilient_llm.AsyncOpenAI base_url={mask_url(self._server_url)!r}{replicas} "
+            f"deadline={s.deadline:g} stall_timeout={s.stall_timeout} max_retries={self.max_retries}>"
         )
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        """The base URLs this client sends to: its ``replicas``, else ``(base_url,)``."""
+        return self._replicas or (self._server_url,)
 
     # --- the request path ----------------------------------------------------------------------
     def _settings_for(self, timeout: Any = NOT_GIVEN, max_retries: Any = NOT_GIVEN) -> CallSettings:
@@ -416,7 +461,16 @@ class AsyncOpenAI(openai.AsyncOpenAI):
             content=http_request.content,
         )
         result = SdkResult(self, cast_to, opts, stream_cls, http_request)
-        return FastPlan(request, mode, result, deadline=settings.deadline, assembler=route.assembler)
+        model = body.get("model")
+        return FastPlan(
+            request,
+            mode,
+            result,
+            deadline=settings.deadline,
+            assembler=route.assembler,
+            home=self._server_url,
+            model=model if isinstance(model, str) else None,
+        )
 
     # --- the resource fast path (used by resources/) -------------------------------------------
     def _hot_path_ok(self, extra_headers: Any) -> bool:
@@ -445,7 +499,8 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         mode = self._mode(route, body.get("stream") is True, settings)
         if mode == "assemble":
             _stream_under_the_hood(body, route)
-        url = self._server_url + path
+        home = self._server_url
+        url = home + path
         query: Mapping[str, Any] = (
             {**self._custom_query, **extra_query} if extra_query else self._custom_query
         )
@@ -459,6 +514,8 @@ class AsyncOpenAI(openai.AsyncOpenAI):
             ModelResult(self, cast_to, stream_cls),
             deadline=settings.deadline,
             assembler=route.assembler,
+            home=home,
+            model=body.get("model"),
         )
         return await self._engine.call(settings, plan)
 
@@ -515,6 +572,7 @@ def _resilience_settings(
     backoff: Any,
     limits: Any,
     hooks: Iterable[EventHook],
+    coordination: Any,
 ) -> tuple[Settings, dict[str, Any]]:
     """The constructor's own settings, validated (argument, else environment variable, else default)."""
 
@@ -540,8 +598,25 @@ def _resilience_settings(
         "retry_budget": budget,
         "limits": limits if isinstance(limits, Limits) else DEFAULT_LIMITS,
         "hooks": tuple(hooks),
+        "coordination": resolve_coordination(coordination, env),
     }
     return settings, engine_args
+
+
+def _iterable(value: object) -> bool:
+    return is_given(value) and value is not None and not isinstance(value, (str, bytes, list, tuple))
+
+
+def _base_url_of(base_url: Any, replicas: tuple[str, ...]) -> str:
+    """``base_url`` when it is one of ``replicas`` (else a :class:`ConfigError`), or the first replica."""
+    if base_url is None:
+        return replicas[0]
+    if str(base_url).strip().rstrip("/") not in replicas:
+        raise ConfigError(
+            f"base_url {mask_url(str(base_url))!r} is not one of the replicas "
+            f"({', '.join(repr(mask_url(u)) for u in replicas)}): give it among them, or leave it out"
+        )
+    return str(base_url)
 
 
 def _stream_under_the_hood(body: dict[str, Any], route: _Route) -> None:

@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from openai import DEFAULT_TIMEOUT as _openai_default_timeout
 
@@ -26,11 +26,16 @@ from ._policies._tenacity import TenacityBackoff, is_tenacity_wait
 from ._policies._validate import (
     check_int,
     check_number,
+    check_url,
     expected_int,
     expected_number,
     reject,
     rejection,
 )
+from ._secrets import mask_url
+
+if TYPE_CHECKING:
+    from ._coord import CoordinationConfig
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -253,9 +258,11 @@ ENV_VARS: Final[Mapping[str, str]] = {
         "rate_limit_burst",
         "breaker",
         "metrics_url",
+        "replicas",
+        "coordination",
     )
 }
-_SWITCHES_OFF = frozenset({"stall_timeout", "rate_limit", "breaker"})
+_SWITCHES_OFF = frozenset({"stall_timeout", "rate_limit", "breaker", "coordination"})
 _OFF = frozenset({"none", "off", "false", "0", "no", "disabled"})
 _ON = frozenset({"on", "true", "1", "yes", "enabled"})
 
@@ -265,8 +272,10 @@ def read_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
     ``RESILIENT_LLM_STALL_TIMEOUT=off`` (or ``none``) switches stall detection off; likewise
     ``RATE_LIMIT``; ``RESILIENT_LLM_BREAKER=off`` switches the breaker off and
-    ``RESILIENT_LLM_METRICS_URL`` points it at another ``/metrics``. A value the argument would not
-    accept raises :class:`ConfigError` naming the variable and the text it holds.
+    ``RESILIENT_LLM_METRICS_URL`` points it at another ``/metrics``. ``RESILIENT_LLM_REPLICAS`` is a
+    comma-separated list of base URLs; ``RESILIENT_LLM_COORDINATION`` a Redis URL (``off`` for none).
+    A value the argument would not accept raises :class:`ConfigError` naming the variable and the
+    text it holds.
     """
     env = os.environ if environ is None else environ
     out: dict[str, Any] = {}
@@ -282,6 +291,10 @@ def read_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
                 reject(ENVIRONMENT, var, raw, "'on' or 'off'")
         elif name == "metrics_url":
             out[name] = check_metrics_url(ENVIRONMENT, var, text)
+        elif name == "coordination":
+            out[name] = text
+        elif name == "replicas":
+            out[name] = [url.strip() for url in text.split(",") if url.strip()]
         else:
             out[name] = _env_number(var, _RULES[name], raw)
     return out
@@ -317,3 +330,56 @@ def resolve_rate_limit(value: object, env: Mapping[str, Any]) -> RateLimit | Non
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return RateLimit(rate=check_setting("rate_limit", value))
     raise rejection(CLIENT, "rate_limit", value, "requests per second (> 0), a RateLimit or None")
+
+
+_REPLICA_URL: Final = "an http(s) URL with a host"
+
+
+def resolve_replicas(value: object, env: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """``replicas``: base URLs of servers that serve the same API, each validated; ``None``: one server."""
+    if isinstance(value, NotGiven):
+        value = env.get("replicas")
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        reject(CLIENT, "replicas", _shown(value), "a list of base URLs")
+    if not value:
+        reject(CLIENT, "replicas", value, "a list of at least one base URL")
+    urls: list[str] = []
+    for i, url in enumerate(value):
+        url = check_url(CLIENT, f"replicas[{i}]", url, schemes=("http", "https"), expected=_REPLICA_URL)
+        url = url.strip().rstrip("/")
+        if url in urls:
+            reject(
+                CLIENT,
+                f"replicas[{i}]",
+                mask_url(url),
+                f"a server not listed before (replicas[{urls.index(url)}] is the same)",
+            )
+        urls.append(url)
+    return tuple(urls)
+
+
+def resolve_coordination(value: object, env: Mapping[str, Any]) -> CoordinationConfig | None:
+    """``coordination``: a Redis URL or a ``CoordinationConfig``; ``None`` (default) for none.
+
+    Needs the ``redis`` extra: without it, a one-line :class:`ConfigError` says which to install.
+    """
+    from ._coord import CoordinationConfig
+    from ._coord._link import import_coredis
+
+    if isinstance(value, NotGiven):
+        value = env.get("coordination")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = CoordinationConfig(url=value.strip())
+    if not isinstance(value, CoordinationConfig):
+        reject(CLIENT, "coordination", _shown(value), "a Redis URL, a CoordinationConfig or None")
+    import_coredis()
+    return value
+
+
+def _shown(value: object) -> object:
+    """A value for an error message, URLs masked."""
+    return mask_url(value) if isinstance(value, str) else value

@@ -2,25 +2,39 @@
 
 One call, top-down (:meth:`Engine.call`)::
 
-    deadline scope (whole call) ─┬─ limiter.acquire      FIFO; ramp and breaker shape capacity
+    deadline scope (whole call) ─┬─ limiter.acquire      FIFO; the head gets a slot on the best replica with
+                                 │                       room (ramp, breaker, caps shape each one's capacity)
+                                 ├─ global slot, token   with coordination: a lease and a token through Redis
                                  ├─ attempt              _attempt.py: send, read under the silence limit
                                  ├─ classify failure     retryable? breaker feedback; Retry-After
                                  ├─ retry budget         no retry storms against a dead server
                                  └─ backoff sleep        never one that would end past the deadline
 
-The engine owns the transport, limiter, breaker, retry budget, ramp and stats, and what it knows of the
-server (``_upstream.py``: has it answered, its ``/metrics`` monitor, the admission it feeds the
-limiter). ``AsyncOpenAI.with_options`` copies share one engine, so they share the pool and every limit.
-Time is read and slept through the one injected clock (``_clock.py``).
+The engine owns the transport, the limiter, the retry budget and the stats, and one
+:class:`~resilient_llm._replica.Replica` per server it sends to (its lane in the limiter, breaker,
+ramp, and what the client knows of it: ``_upstream.py``). ``AsyncOpenAI.with_options`` copies share one
+engine, so they share the pool and every limit. With ``coordination`` the limits are also shared with
+other processes through Redis (``_coordination.py``). Time is read and slept through the one injected
+clock (``_clock.py``).
+
+With several replicas, each attempt goes where the limiter grants it a slot, and a retry prefers
+another replica. A refused connection (the replica is down or restarting) is sent on to another
+replica at once without using up a retry, as long as one lets calls in; it also counts against the
+refusing replica's breaker, which takes it out after a few.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
-from typing import Any, Literal, Protocol
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import anyio
 
 from ._attempt import Attempt, DeadlineReached
+from ._balance import PowerOfTwo
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import CallSettings, RateLimit, RetryBudgetConfig
 from ._errors_io import is_retryable
@@ -33,21 +47,26 @@ from ._exceptions import (
     CircuitOpenError,
     DeadlineExceeded,
     OrphanedRequestError,
+    ServerUnreachable,
     StallError,
     StreamError,
 )
 from ._http._base import Transport
-from ._limiter import BreakerWouldMissDeadline, Limiter
+from ._limiter import BreakerWouldMissDeadline, Lane, Limiter
 from ._limits import DEFAULT_LIMITS, Limits
 from ._policies._breaker import Breaker, BreakerConfig
 from ._policies._budget import RetryBudget
-from ._policies._ramp import Ramp
 from ._policies._retry_after import is_retryable_status, retry_after, retry_delay, should_retry_header
+from ._replica import Replica
 from ._scope import deadline_scope
-from ._secrets import mask_url
-from ._stats import Counters, Stats
+from ._stats import Counters, ReplicaStats, Stats
 from ._testing_mode import is_testing
-from ._upstream import Upstream
+from ._vllm._metrics import metrics_url as derive_metrics_url
+from ._vllm._monitor import _current_owner
+
+if TYPE_CHECKING:
+    from ._coord import CoordinationConfig, Lease
+    from ._coordination import Coordination, SharedLimits
 
 logger = logging.getLogger("resilient_llm")
 
@@ -56,6 +75,7 @@ class Plan(Protocol):
     """What one call does on each attempt (see ``_calls.py``)."""
 
     url: str  # for log lines: masked, never carries credentials
+    model: str | None  # the model asked for: replicas that do not serve it are left out
 
     def describe(self) -> Any:
         """The request attached to errors raised outside an attempt (openai's httpx flavour)."""
@@ -81,55 +101,77 @@ class Engine:
     def __init__(
         self,
         *,
+        servers: Sequence[str],
         max_concurrency: int | None,
         ramp_up: float,
         rate_limit: RateLimit | None,
         breaker: BreakerConfig | None,
         retry_budget: RetryBudgetConfig,
-        metrics_url: str | None,
         transport_factory: Callable[[], Transport],
         status_error: Callable[[Any], APIError],
         limits: Limits = DEFAULT_LIMITS,
-        server: str = "the server",
         hooks: tuple[EventHook, ...] = (),
         clock: Clock = SYSTEM_CLOCK,
+        coordination: CoordinationConfig | None = None,
+        headers: Callable[[], Mapping[str, str]] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        """``servers``: base URLs (with ``/v1``), one per replica; the first is the client's own."""
         self.clock = clock
-        self.server = mask_url(server)
         self.hooks = hooks
         self.counters = Counters()
-        self.ramp = Ramp(duration=ramp_up, clock=clock) if ramp_up > 0 and not is_testing() else None
-        self.breaker = Breaker(breaker, clock=clock) if breaker is not None else None
         self.budget = RetryBudget(
             ratio=retry_budget.ratio,
             min_per_second=retry_budget.min_per_second,
             ttl=retry_budget.ttl,
             clock=clock,
         )
+        self.coordination: Coordination | None = None
+        if coordination is not None:
+            from ._coordination import Coordination
+
+            self.coordination = Coordination(
+                coordination,
+                servers=servers,
+                max_concurrency=max_concurrency,
+                rate_limit=rate_limit,
+                retry_budget=retry_budget,
+                view_max_age=breaker.poll_interval if breaker is not None else None,
+                clock=clock,
+            )
+        several = len(servers) > 1
+        self.replicas = tuple(
+            Replica(
+                index=i,
+                base_url=url,
+                metrics_url=(breaker.metrics_url or derive_metrics_url(url)) if breaker is not None else None,
+                max_concurrency=max_concurrency,
+                ramp_up=ramp_up,
+                breaker=breaker,
+                transport=lambda: self.transport,
+                clock=clock,
+                hooks=hooks,
+                headers=(headers or dict) if several else None,
+                on_transition=self._on_breaker_transition,
+                share=self.coordination.shared_scrape if self.coordination is not None else None,
+            )
+            for i, url in enumerate(servers)
+        )
+        self._several = several
+        #: A client of several replicas reads what each serves before its first call that names a model.
+        self._models_learned = not several
+        self._learning: tuple[object, anyio.Event] | None = None
+        self._stream_closers = tuple(functools.partial(self._stream_closed, r) for r in self.replicas)
         self.limiter = Limiter(
-            max_concurrency=max_concurrency or 1,
-            ramp=self.ramp,
-            breaker=self.breaker,
-            rate_limit=rate_limit,
+            [r.lane for r in self.replicas],
+            rate_limit=rate_limit if coordination is None else None,  # else the fleet's token bucket
+            choose=PowerOfTwo(rng),
             clock=clock,
         )
         self._transport_factory = transport_factory
         self.status_error = status_error  # openai's exception for an error response
         self.limits = limits
         self._transport: Transport | None = None
-        self.upstream = Upstream(
-            server=self.server,
-            metrics_url=(breaker.metrics_url or metrics_url) if breaker is not None else None,
-            breaker=self.breaker,
-            limiter=self.limiter,
-            adaptive=max_concurrency is None,
-            transport=lambda: self.transport,
-            clock=clock,
-            hooks=hooks,
-        )
-        self.watches = self.upstream.watches
-        if self.breaker is not None:
-            self.breaker.add_listener(self._on_breaker_transition)
         self.closed = False
 
     # --- shared resources ----------------------------------------------------------------------
@@ -142,59 +184,87 @@ class Engine:
 
     async def aclose(self) -> None:
         self.closed = True
-        await self.upstream.aclose()
+        for replica in self.replicas:
+            await replica.upstream.aclose()
+        if self.coordination is not None:
+            await self.coordination.aclose()
         t, self._transport = self._transport, None
         if t is not None:
             await t.aclose()
 
     def stats(self) -> Stats:
-        b = self.breaker
-        monitor = self.upstream.monitor
+        replicas = tuple(_replica_stats(r) for r in self.replicas)
+        first = replicas[0]
+        if self._several:
+            open_to_calls = [r for r in replicas if r.breaker_state in ("closed", "disabled")]
+            best = min(replicas, key=lambda r: _STATE_ORDER.get(r.breaker_state, 9))
+            breaker_state = best.breaker_state
+            breaker_reason = f"{len(open_to_calls)} of {len(replicas)} replicas closed"
+            ramp_level = sum(r.ramp_level for r in replicas) / len(replicas)
+        else:
+            breaker_state, breaker_reason, ramp_level = (
+                first.breaker_state,
+                first.breaker_reason,
+                first.ramp_level,
+            )
+        shared = None if self.coordination is None else self.coordination.current()
         return Stats.snapshot(
             self.counters,
             in_flight=self.limiter.in_flight,
             queued=self.limiter.queued,
             held_by_breaker=self.limiter.held_by_breaker,
             capacity=self.limiter.capacity(),
-            ramp_level=self.ramp.level() if self.ramp is not None else 1.0,
-            retry_budget_available=self.budget.available(),
-            breaker_state=b.state if b is not None else "disabled",
-            breaker_reason=b.reason if b is not None else "",
-            metrics_available=bool(b is not None and b.metrics_available),
-            server_capacity=b.saturated_capacity if b is not None else None,
-            metrics_lag=monitor.appear_lag if monitor is not None else None,
-            metrics_leave_lag=monitor.leave_lag if monitor is not None else None,
-            orphan_grace=monitor.grace if monitor is not None else None,
+            ramp_level=ramp_level,
+            retry_budget_available=self.budget.available() if shared is None else shared.budget_available(),
+            breaker_state=breaker_state,
+            breaker_reason=breaker_reason,
+            metrics_available=any(r.metrics_available for r in replicas),
+            coordination="off" if self.coordination is None else self.coordination.mode(),
+            replicas=replicas,
+            server_capacity=_sum_known(r.server_capacity for r in replicas),
+            metrics_lag=_max_known(r.metrics_lag for r in replicas),
+            metrics_leave_lag=_max_known(r.metrics_leave_lag for r in replicas),
+            orphan_grace=_max_known(r.orphan_grace for r in replicas),
         )
 
-    def _on_breaker_transition(self, old: str, new: str, reason: str) -> None:
+    def _on_breaker_transition(self, replica: Replica, old: str, new: str, reason: str) -> None:
         # Failures are worth a WARNING; holding calls on queue depth is the breaker doing its job.
         level = logging.WARNING if new == "open" else logging.INFO
-        logger.log(level, "circuit breaker for %s: %s -> %s: %s", self.server, old, new, reason)
-        if new in ("closed", "holding") and old in ("open", "half_open") and self.ramp is not None:
-            self.ramp.restart()
+        logger.log(level, "circuit breaker for %s: %s -> %s: %s", replica.name, old, new, reason)
+        if new in ("closed", "holding") and old in ("open", "half_open") and replica.ramp is not None:
+            replica.ramp.restart()  # back from a failure: ramped in again
         self.limiter.wake(everyone=new == "open")
         if self.hooks:
-            emit(self.hooks, BreakerTransition(old_state=old, new_state=new, reason=reason))
+            emit(
+                self.hooks,
+                BreakerTransition(old_state=old, new_state=new, reason=reason, replica=replica.name),
+            )
 
     # --- the call ------------------------------------------------------------------------------
     async def call(self, settings: CallSettings, plan: Plan) -> Any:
         """One call, start to end: every wait and attempt inside one deadline scope."""
         if self.closed:
             raise APIConnectionError(message="The client is closed.", request=plan.describe())
-        self.upstream.call_started()
+        for replica in self.replicas:
+            replica.upstream.call_started()
         counters = self.counters
         counters.calls += 1
         limiter = self.limiter
         deadline_at = self.clock() + settings.deadline
         state = _CallState()
         front = False  # a retry goes to the front of the queue: it is the oldest call there
+        avoid: Lane | None = None  # a retry prefers another replica than the last one
         try:
             async with deadline_scope(deadline_at):
+                shared = None if self.coordination is None else await self.coordination.ready(deadline_at)
+                if not self._models_learned and plan.model is not None:
+                    await self._learn_models(deadline_at)
                 while True:
                     state.phase = "queued"
                     try:
-                        await limiter.acquire(deadline=deadline_at, front=front)
+                        lane = await limiter.acquire(
+                            deadline=deadline_at, front=front, model=plan.model, avoid=avoid
+                        )
                     except BreakerWouldMissDeadline as exc:
                         counters.circuit_open_rejections += 1
                         raise CircuitOpenError(
@@ -206,42 +276,57 @@ class Engine:
                             retry_in=exc.retry_in,
                             last_error=state.last_error,
                         ) from state.last_error
+                    lease = None
+                    if shared is not None:
+                        lease = await self._global_slot(lane, state, deadline_at, front, shared, plan)
+                    replica = self.replicas[lane.index]
                     state.phase = "attempt"
                     state.attempts += 1
                     counters.attempts += 1
+                    replica.attempts += 1
                     if state.attempts == 1:
-                        self.budget.record_request()
+                        (self.budget if shared is None else shared.budget).record_request()
                     att = Attempt(
                         transport=self.transport,
                         silence=settings.silence,
                         deadline_at=deadline_at,
                         connect_timeout=settings.connect_timeout,
                         clock=self.clock,
-                        watches=self.watches,
+                        watches=replica.watches,
                         status_error=self.status_error,
-                        release=self._stream_closed,
-                        responded=self.upstream.responded,
+                        release=self._stream_closers[lane.index]
+                        if lease is None or shared is None
+                        else functools.partial(self._leased_stream_closed, replica, lease, shared),
+                        responded=replica.upstream.responded,
                         number=state.attempts,
                         max_event_bytes=self.limits.max_event_bytes,
+                        target=replica.base_url if self._several else None,
                     )
                     try:
                         result = await plan.run(att)
                     except APIError as exc:
                         if not att.kept:
-                            limiter.release()
+                            self._release(lane, lease, shared)
                         state.last_error = exc
-                        delay = self._plan_retry(settings, plan, exc, state, deadline_at)
+                        delay = await self._plan_retry(
+                            settings, plan, exc, state, deadline_at, replica, shared
+                        )
                         state.phase = "backoff"
                         await self.clock.sleep(delay)
                         front = True
+                        avoid = lane
                         continue
                     except BaseException:
                         if not att.kept:
-                            limiter.release()
+                            self._release(lane, lease, shared)
                         raise
                     if not att.kept:
-                        limiter.release()
-                    self._succeeded()
+                        if lease is None:
+                            limiter.release(lane)
+                        else:
+                            self._release(lane, lease, shared)
+                    if replica.breaker is not None:
+                        replica.breaker.on_success()
                     counters.calls_ok += 1
                     return result
         except DeadlineReached:
@@ -257,8 +342,8 @@ class Engine:
         # The deadline ran out: in the queue, an attempt, or a backoff sleep.
         counters.calls_failed += 1
         counters.deadlines_exceeded += 1
-        b = self.breaker
-        if state.phase == "queued" and b is not None and b.state != "closed":
+        b = self._holding_breaker() if state.phase in ("queued", "global") else None
+        if b is not None:
             counters.circuit_open_rejections += 1
             raise CircuitOpenError(
                 plan.describe(),
@@ -277,17 +362,85 @@ class Engine:
             waiting_for=_PHASES.get(state.phase),
         ) from state.last_error
 
-    def _succeeded(self) -> None:
-        if self.breaker is not None:
-            self.breaker.on_success()
+    def _holding_breaker(self) -> Breaker | None:
+        """The breaker that kept a call out, when every replica's breaker is shut (the soonest to open)."""
+        shut: list[Breaker] = []
+        for replica in self.replicas:
+            b = replica.breaker
+            if b is None or b.state == "closed":
+                return None
+            shut.append(b)
+        return min(shut, key=lambda b: b.retry_in() or 0.0)
 
-    def _stream_closed(self, exc: BaseException | None) -> None:
-        self.limiter.release()
+    async def _learn_models(self, deadline_at: float) -> None:
+        """Read every replica's ``/v1/models`` at once (the first call does; others wait for it), so that
+        no call goes to a replica that does not serve its model. Bounded by the call's deadline."""
+        owner = _current_owner()
+        learning = self._learning
+        if learning is not None and learning[0] is owner:
+            with anyio.move_on_after(max(0.0, deadline_at - self.clock())):
+                await learning[1].wait()
+            return
+        done = anyio.Event()
+        self._learning = (owner, done)
+        try:
+            async with anyio.create_task_group() as tg:
+                for replica in self.replicas:
+                    tg.start_soon(replica.read_models)
+        finally:
+            self._models_learned = True
+            done.set()
+
+    # --- slots ---------------------------------------------------------------------------------
+    async def _global_slot(
+        self, lane: Lane, state: _CallState, deadline_at: float, front: bool, shared: SharedLimits, plan: Plan
+    ) -> Lease | None:
+        """After the local slot: the fleet's lease for this replica, then a token of the fleet's bucket.
+
+        Both waits end by the call's deadline; one that cannot ends the call as the deadline would
+        (``GlobalWaitTimeout`` → :class:`DeadlineExceeded` or :class:`CircuitOpenError`). On any
+        failure the local slot (and the lease) are given back.
+        """
+        from ._coord import GlobalWaitTimeout
+
+        lease: Lease | None = None
+        try:
+            state.phase = "global"
+            lease = await shared.lease(lane.index, deadline=deadline_at, front=front)
+            if shared.bucket is not None:
+                state.phase = "token"
+                await shared.bucket.acquire(deadline=deadline_at)
+        except BaseException as exc:
+            if lease is not None:
+                shared.release(lane.index, lease)
+            self.limiter.release(lane)
+            if isinstance(exc, GlobalWaitTimeout):
+                raise DeadlineReached() from exc
+            if isinstance(exc, RuntimeError):  # the coordinator stopped: client.close() while waiting
+                raise APIConnectionError(message="The client is closed.", request=plan.describe()) from exc
+            raise
+        return lease
+
+    def _release(self, lane: Lane, lease: Lease | None, shared: SharedLimits | None) -> None:
+        if lease is not None and shared is not None:
+            shared.release(lane.index, lease)
+        self.limiter.release(lane)
+
+    def _stream_closed(self, replica: Replica, exc: BaseException | None) -> None:
+        self.limiter.release(replica.lane)
         if isinstance(exc, (StallError, OrphanedRequestError)):
-            self._count_failure(exc)
+            self._count_failure(exc, replica)
 
-    def _count_failure(self, exc: APIError) -> None:
+    def _leased_stream_closed(
+        self, replica: Replica, lease: Lease, shared: SharedLimits, exc: BaseException | None
+    ) -> None:
+        shared.release(replica.index, lease)
+        self._stream_closed(replica, exc)
+
+    # --- failures and retries -------------------------------------------------------------------
+    def _count_failure(self, exc: APIError, replica: Replica) -> None:
         c = self.counters
+        replica.failures += 1
         kind: Literal["connect", "timeout", "server"] | None = None
         if isinstance(exc, StallError):
             c.stalls += 1
@@ -302,40 +455,44 @@ class Engine:
             kind = "timeout"
         elif isinstance(exc, APIConnectionError):
             kind = "connect"
-        if kind is not None and self.breaker is not None:
-            self.breaker.on_failure(kind)
+        if kind is not None and replica.breaker is not None:
+            replica.breaker.on_failure(kind)
 
-    def _plan_retry(
-        self, settings: CallSettings, plan: Plan, exc: APIError, state: _CallState, deadline_at: float
+    def _usable_elsewhere(self, replica: Replica, model: str | None) -> bool:
+        """Whether another replica could take this call now (its breaker lets calls in)."""
+        if replica.breaker is None:
+            return False  # no breaker to take a dead replica out: every failure counts
+        return any(r is not replica and r.usable(model) for r in self.replicas)
+
+    async def _plan_retry(
+        self,
+        settings: CallSettings,
+        plan: Plan,
+        exc: APIError,
+        state: _CallState,
+        deadline_at: float,
+        replica: Replica,
+        shared: SharedLimits | None,
     ) -> float:
         """The delay before the next attempt, or raise: not retryable, out of retries, budget or time."""
-        self._count_failure(exc)
-        wait_at_least: float | None = None
-        verdict_of_class = is_retryable(exc)  # the I/O layer's own errors say whether a retry helps
-        if verdict_of_class is False:
-            raise exc
-        if verdict_of_class is True:
-            pass
-        elif isinstance(exc, APIStatusError):
-            headers = exc.response.headers
-            verdict = should_retry_header(headers)
-            if not (is_retryable_status(exc.status_code) if verdict is None else verdict):
-                raise exc
-            after = retry_after(headers, now_wall=self.clock.wall())
-            if after is not None:
-                wait_at_least = after
-        elif not isinstance(exc, (APIConnectionError, StreamError)):
-            raise exc  # a schema problem: retrying gets the same answer
-        # (a StreamError reaches here only before the stream was committed to the caller)
+        self._count_failure(exc, replica)
+        wait_at_least = self._retry_verdict(exc)
+        if isinstance(exc, ServerUnreachable) and self._usable_elsewhere(replica, plan.model):
+            # The request reached no server, and another replica is there: it goes on at once.
+            return self._retry_scheduled(plan, exc, state, 0.0, replica, "sent to another replica")
         # A server that answered before and now refuses connections is restarting: with the breaker on,
         # the call waits for it within its deadline (only the breaker's probes go out) instead of using
         # up retries; one that never answered fails like any connection error (_upstream.py).
-        waits_for_ready = self.upstream.waits_for(exc)
+        waits_for_ready = replica.upstream.waits_for(exc)
         if not waits_for_ready:
             state.retries += 1
             if state.retries > settings.max_retries:
                 raise exc
-            if not self.budget.try_withdraw():
+            if shared is None:
+                allowed = self.budget.try_withdraw()
+            else:
+                allowed = await shared.budget.try_withdraw(deadline=deadline_at)
+            if not allowed:
                 self.counters.budget_exhausted += 1
                 logger.warning(
                     "not retrying %s: the retry budget is exhausted (%s: %s)",
@@ -358,24 +515,96 @@ class Engine:
                 waiting_for=f"a retry needs {delay:.2f}s of backoff and {remaining:.2f}s remain",
             ) from exc
         delay = state.prev_delay = 0.0 if is_testing() else planned
-        self.counters.retries += 1
-        logger.info(
-            "retrying %s in %.2fs (%s): %s: %s",
-            plan.url,
-            delay,
+        why = (
             "waiting for the server to accept connections"
             if waits_for_ready
-            else f"retry {state.retries} of {settings.max_retries}",
-            type(exc).__name__,
-            exc,
+            else f"retry {state.retries} of {settings.max_retries}"
+        )
+        return self._retry_scheduled(plan, exc, state, delay, replica, why)
+
+    def _retry_verdict(self, exc: APIError) -> float | None:
+        """Raise ``exc`` unless a retry can help; the least wait the server asked for (``Retry-After``)."""
+        verdict_of_class = is_retryable(exc)  # the I/O layer's own errors say whether a retry helps
+        if verdict_of_class is False:
+            raise exc
+        if verdict_of_class is True:
+            return None
+        if isinstance(exc, APIStatusError):
+            headers = exc.response.headers
+            verdict = should_retry_header(headers)
+            if not (is_retryable_status(exc.status_code) if verdict is None else verdict):
+                raise exc
+            return retry_after(headers, now_wall=self.clock.wall())
+        if not isinstance(exc, (APIConnectionError, StreamError)):
+            raise exc  # a schema problem: retrying gets the same answer
+        # (a StreamError reaches here only before the stream was committed to the caller)
+        return None
+
+    def _retry_scheduled(
+        self, plan: Plan, exc: APIError, state: _CallState, delay: float, replica: Replica, why: str
+    ) -> float:
+        self.counters.retries += 1
+        where = f" (after {replica.name})" if self._several else ""
+        logger.info(
+            "retrying %s in %.2fs (%s)%s: %s: %s", plan.url, delay, why, where, type(exc).__name__, exc
         )
         if self.hooks:
-            emit(self.hooks, RetryScheduled(retry=retry, delay=delay, reason=type(exc).__name__, error=exc))
+            emit(
+                self.hooks,
+                RetryScheduled(
+                    retry=state.attempts,
+                    delay=delay,
+                    reason=type(exc).__name__,
+                    error=exc,
+                    replica=replica.name,
+                ),
+            )
         return delay
 
 
+def _replica_stats(replica: Replica) -> ReplicaStats:
+    b, lane, ramp = replica.breaker, replica.lane, replica.ramp
+    load = b.load if b is not None else None
+    monitor = replica.upstream.monitor
+    models = replica.models
+    return ReplicaStats(
+        url=replica.name,
+        in_flight=lane.in_flight,
+        capacity=lane.capacity(),
+        ramp_level=ramp.level() if ramp is not None else 1.0,
+        breaker_state=b.state if b is not None else "disabled",
+        breaker_reason=b.reason if b is not None else "",
+        metrics_available=load is not None,
+        running=load.running if load is not None else None,
+        waiting=load.waiting if load is not None else None,
+        kv_cache_usage=load.kv_cache_usage if load is not None else None,
+        models=tuple(sorted(models)) if models is not None else None,
+        attempts=replica.attempts,
+        failures=replica.failures,
+        server_capacity=b.saturated_capacity if b is not None else None,
+        metrics_lag=monitor.appear_lag if monitor is not None else None,
+        metrics_leave_lag=monitor.leave_lag if monitor is not None else None,
+        orphan_grace=monitor.grace if monitor is not None else None,
+    )
+
+
+def _sum_known(values: Iterable[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def _max_known(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+#: Which breaker state best describes a client of several replicas: the most open to calls.
+_STATE_ORDER = {"closed": 0, "disabled": 0, "holding": 1, "half_open": 2, "open": 3}
+
 _PHASES = {
     "queued": "waiting for a slot in the limiter",
+    "global": "waiting for a slot of the fleet's max_concurrency (shared through Redis)",
+    "token": "waiting for a token of the fleet's rate limit (shared through Redis)",
     "attempt": "waiting for the server",
     "backoff": "backing off before a retry",
 }

@@ -1,7 +1,9 @@
 """Events passed to hooks: small frozen objects, emitted on the exceptional paths only.
 
 A hook is any callable taking one event (``hooks=[my_hook]`` on the client). Hooks run inline and must
-be quick; an exception in a hook is logged and never breaks the call.
+be quick; an exception in a hook is logged and never breaks the call. Events about one server name it
+in ``replica`` (``url`` for :class:`MetricsAvailability`): its base URL with credentials masked, the
+same for a client of one server as for each of several ``replicas``.
 """
 
 from __future__ import annotations
@@ -16,21 +18,23 @@ logger = logging.getLogger("resilient_llm")
 
 @dataclass(frozen=True, slots=True)
 class RetryScheduled:
-    """An attempt failed and another will follow after ``delay`` seconds."""
+    """An attempt failed and another will follow after ``delay`` seconds; ``replica``: where it failed."""
 
     retry: int
     delay: float
     reason: str
     error: BaseException
+    replica: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class BreakerTransition:
-    """The circuit breaker changed state."""
+    """The circuit breaker of ``replica`` changed state."""
 
     old_state: str
     new_state: str
     reason: str
+    replica: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,7 @@ class OrphansAborted:
     count: int
     server_active: int
     client_waiting: int
+    replica: str = ""
 
 
 @dataclass(frozen=True, slots=True)

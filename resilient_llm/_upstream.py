@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
@@ -26,7 +26,7 @@ from ._clock import Clock
 from ._events import EventHook
 from ._exceptions import ServerUnreachable
 from ._http._base import Transport
-from ._limiter import Limiter
+from ._limiter import Lane
 from ._load import ServerLoad
 from ._policies._breaker import Breaker
 from ._testing_mode import is_testing
@@ -43,7 +43,12 @@ ADAPTIVE_CEILING: Final = 4096
 
 
 class Upstream:
-    """One server as the pipeline of a client sees it (shared by its ``with_options`` copies)."""
+    """One server as the pipeline of a client sees it (shared by its ``with_options`` copies).
+
+    ``lane`` is the server's lane in the client's limiter (one per replica). ``scrape``, when given,
+    is how the monitor reads the load (a replica's: through the fleet's shared view); by default
+    :meth:`scrape`, a GET of ``metrics_url``.
+    """
 
     def __init__(
         self,
@@ -51,16 +56,17 @@ class Upstream:
         server: str,
         metrics_url: str | None,
         breaker: Breaker | None,
-        limiter: Limiter,
+        lane: Lane,
         adaptive: bool,
         transport: Callable[[], Transport],
         clock: Clock,
         hooks: tuple[EventHook, ...] = (),
+        scrape: Callable[[], Awaitable[Scrape]] | None = None,
     ) -> None:
         self.server = server  # masked: for log lines
         self._metrics_url = metrics_url
         self._breaker = breaker
-        self._limiter = limiter
+        self._lane = lane
         self._adaptive = adaptive
         self._transport = transport
         self._clock = clock
@@ -70,19 +76,19 @@ class Upstream:
         self.watches: Watches | None = None
         self.monitor: ServerMonitor | None = None
         if adaptive:
-            limiter.max_concurrency = ADAPTIVE_CEILING
-            limiter.server_cap = FALLBACK_CONCURRENCY
+            lane.max_concurrency = ADAPTIVE_CEILING
+            lane.server_cap = FALLBACK_CONCURRENCY
         if breaker is not None:
             self.watches = Watches()
             if metrics_url is not None:
                 self.monitor = ServerMonitor(
                     config=breaker.config,
                     server=server,
-                    scrape=self.scrape,
+                    scrape=scrape or self.scrape,
                     on_load=self.on_load,
                     on_idle=self.on_idle,
                     watches=self.watches,
-                    busy=lambda: limiter.in_flight > 0 or limiter.queued > 0,
+                    busy=lambda: lane.in_flight > 0 or lane.queued > 0,
                     clock=clock,
                     hooks=hooks,
                 )
@@ -144,21 +150,23 @@ class Upstream:
         breaker = self._breaker
         assert breaker is not None
         breaker.on_load(load)
-        limiter = self._limiter
+        lane = self._lane
+        if load is not None:
+            lane.scraped()
         available = breaker.metrics_available
         if self._adaptive:
             saturated = breaker.saturated_capacity
             if not available:
-                limiter.server_cap = FALLBACK_CONCURRENCY
+                lane.server_cap = FALLBACK_CONCURRENCY
             elif saturated is None:
-                limiter.server_cap = None  # no limit seen yet: the admission below paces new calls
+                lane.server_cap = None  # no limit seen yet: the admission below paces new calls
             else:
-                limiter.server_cap = saturated + (breaker.high_watermark or 0)
-        limiter.set_admission_budget(self._headroom(load) if available else None)
+                lane.server_cap = saturated + (breaker.high_watermark or 0)
+        lane.set_admission_budget(self._headroom(load) if available else None)
 
     def on_idle(self) -> None:
         """Polling stopped: nobody renews the admission budget, so none may hold calls."""
-        self._limiter.set_admission_budget(None)
+        self._lane.set_admission_budget(None)
 
     def _headroom(self, load: ServerLoad | None) -> int | None:
         """New calls the server can take now: free sequences plus queue room below the high watermark.

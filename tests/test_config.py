@@ -147,7 +147,7 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESILIENT_LLM_MAX_RETRIES", "3")
     c = AsyncOpenAI(base_url="http://127.0.0.1:1/v1")
     assert c.deadline == 120 and c.stall_timeout is None and c.max_retries == 3
-    assert c._engine.limiter.max_concurrency == 8
+    assert c._engine.replicas[0].lane.max_concurrency == 8
     # explicit arguments win over the environment
     c = AsyncOpenAI(base_url="http://127.0.0.1:1/v1", deadline=30, max_retries=1)
     assert c.deadline == 30 and c.max_retries == 1

@@ -405,3 +405,28 @@ def test_help_documents_exit_status(
     out = capsys.readouterr().out
     for text in ("exit status", "0  healthy", "1  down", "2  saturated", "--watch [SECONDS]", "--max-kv F"):
         assert text in out
+
+
+@pytest.mark.timeout(10)
+def test_cli_several_replicas_one_row_each_and_the_worst_status(parser: argparse.ArgumentParser) -> None:
+    with (
+        serve(routes(metrics=(200, TWO_ENGINES))) as healthy,
+        serve(routes(metrics=(200, LOADED))) as saturated,
+    ):
+        down = f"http://127.0.0.1:{free_port()}/v1"
+        code, out = run_cli(parser, healthy, saturated, down, "--timeout", "1", "--max-waiting", "10")
+        assert code == 1  # one is down
+        for text in ("3 servers", healthy, saturated, down, "HEALTHY", "SATURATED", "DOWN", "cannot connect"):
+            assert text in out, text
+        code, out = run_cli(parser, healthy, saturated, "--json", "--max-waiting", "10")
+    assert code == 2  # none down, one saturated
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert [d["url"] for d in docs] == [healthy, saturated]
+    assert [d["status"] for d in docs] == ["healthy", "saturated"]
+
+
+def test_cli_takes_several_urls(parser: argparse.ArgumentParser) -> None:
+    args = parser.parse_args(["probe", "http://a:8000/v1", "http://b:8000/v1"])
+    assert args.urls == ["http://a:8000/v1", "http://b:8000/v1"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["probe"])

@@ -135,7 +135,7 @@ async def test_missing_metrics_never_block_are_said_once_and_are_not_polled(
         client = make_client(sim)
         results = await many(client, 16, 100)
         stats = client.stats()
-        monitor = client._engine.upstream.monitor
+        monitor = client._engine.replicas[0].upstream.monitor
         await client.close()
     assert all(isinstance(r, str) for r in results)
     assert not stats.metrics_available
@@ -177,16 +177,16 @@ async def test_a_failing_monitor_step_is_logged_and_never_leaves_calls_held(
     caplog.set_level(logging.ERROR, logger="resilient_llm.monitor")
     async with VLLMSimulator(sim_config()) as sim:
         client = make_client(sim)
-        engine = client._engine
-        assert engine.breaker is not None
+        replica = client._engine.replicas[0]
+        assert replica.breaker is not None
 
         def broken(load: Any) -> None:
             raise RuntimeError("bug in a breaker step")
 
-        engine.breaker.on_load = broken  # type: ignore[method-assign]
-        engine.limiter.set_admission_budget(0)  # as if the last scrape had said "no room"
+        replica.breaker.on_load = broken  # type: ignore[method-assign]
+        replica.lane.set_admission_budget(0)  # as if the last scrape had said "no room"
         results = await many(client, 6, 50)
         await client.close()
     assert all(isinstance(r, str) for r in results)
     assert any("handling a scrape failed" in r.getMessage() for r in caplog.records)
-    assert engine.limiter._budget is None  # reset when the poller stopped
+    assert replica.lane._budget is None  # reset when the poller stopped

@@ -119,6 +119,13 @@ class GlobalRetryBudget:
             return self._fallback().available()
         return max(0.0, balance[1])
 
+    def last_available(self) -> float:
+        """What :meth:`available` said at the last exchange with Redis, without asking again (for stats):
+        the local budget's while Redis is unreachable, the whole reserve before any exchange."""
+        if not self._link.up:
+            return self._fallback().available()
+        return self.reserve if self._last_balance is None else max(0.0, self._last_balance)
+
     async def flush(self) -> None:
         """Send the first attempts counted since the last exchange (the coordinator calls this)."""
         if self._pending:

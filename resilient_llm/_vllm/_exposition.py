@@ -35,14 +35,27 @@ whether the server's ``/metrics`` is being read), and what was learned from thos
 ``server_capacity``, ``metrics_lag`` (``resilient_llm_server_metrics_lag_seconds``), ``metrics_leave_lag``
 and ``orphan_grace`` (``resilient_llm_orphan_grace_seconds``). Missing keys produce no metric (absent, not zero);
 values that are not numbers are skipped with a debug log; other keys are ignored.
+
+Per replica (``replicas``: one mapping per server, as :class:`~resilient_llm._stats.ReplicaStats`
+has them; one entry for a client of one server), each with the label ``replica`` (its base URL,
+credentials masked)::
+
+    in_flight, capacity, ramp_level    resilient_llm_replica_{in_flight,capacity,ramp_level}  gauge
+    metrics_available                  resilient_llm_replica_server_metrics_available        gauge 0/1
+    breaker_state                      resilient_llm_replica_breaker_state{replica,state}    gauge
+    attempts, failures                 resilient_llm_replica_{attempts,failures}_total       counter
+
+``coordination`` (``"shared"``, ``"local"``; nothing for ``"off"``) becomes
+``resilient_llm_coordination_shared``, gauge: 1 while limits are shared through Redis, 0 while this
+process is on its local fair share.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
-from typing import TypeAlias
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeAlias
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -67,7 +80,7 @@ CLIENT_METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BREAKER_STATES = ("closed", "open", "half_open")
 
 #: What a stats source returns: ``client.stats().as_dict()`` fits.
-StatsMapping: TypeAlias = Mapping[str, float | int | str]
+StatsMapping: TypeAlias = Mapping[str, Any]
 
 _PREFIX = "resilient_llm_"
 _GAUGES = (
@@ -93,7 +106,17 @@ _COUNTERS = (
     ("budget_exhausted", "retry_budget_exhausted", "Retries refused by the retry budget."),
 )
 _OUTCOMES = (("calls_ok", "ok"), ("calls_failed", "failed"), ("calls_cancelled", "cancelled"))
-_RESERVED_LABELS = frozenset({"state", "outcome"})
+_REPLICA_GAUGES = (
+    ("in_flight", "replica_in_flight", "This client's calls in flight at the replica."),
+    ("capacity", "replica_capacity", "Calls this client may have in flight at the replica now."),
+    ("ramp_level", "replica_ramp_level", "The replica's slow-start ramp level, 0..1."),
+    ("metrics_available", "replica_server_metrics_available", "1 while the replica's /metrics is read."),
+)
+_REPLICA_COUNTERS = (
+    ("attempts", "replica_attempts", "Attempts sent to the replica."),
+    ("failures", "replica_failures", "Attempts sent to the replica that failed."),
+)
+_RESERVED_LABELS = frozenset({"state", "outcome", "replica"})
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
@@ -149,6 +172,50 @@ class ClientMetricsCollector:
                 if value is not None:
                     calls.add_metric([*values, label], value)
             yield calls
+        coordination = stats.get("coordination")
+        if coordination in ("shared", "local"):
+            family = GaugeMetricFamily(
+                _PREFIX + "coordination_shared",
+                "1 while limits are shared with other processes through Redis, 0 on local limits.",
+                labels=names,
+            )
+            family.add_metric(values, 1.0 if coordination == "shared" else 0.0)
+            yield family
+        replicas = stats.get("replicas")
+        if isinstance(replicas, Sequence) and replicas:
+            yield from _replica_families(replicas, names, values)
+
+
+def _replica_families(replicas: Sequence[Any], names: list[str], values: list[str]) -> Iterator[Metric]:
+    rows = [r for r in replicas if isinstance(r, Mapping) and isinstance(r.get("url"), str)]
+    labels = [*names, "replica"]
+    for key, name, doc in _REPLICA_GAUGES:
+        family = GaugeMetricFamily(_PREFIX + name, doc, labels=labels)
+        for row in rows:
+            value = _number(row, key)
+            if value is not None:
+                family.add_metric([*values, row["url"]], value)
+        yield family
+    for key, name, doc in _REPLICA_COUNTERS:
+        counter = CounterMetricFamily(_PREFIX + name, doc, labels=labels)
+        for row in rows:
+            value = _number(row, key)
+            if value is not None:
+                counter.add_metric([*values, row["url"]], value)
+        yield counter
+    states = GaugeMetricFamily(
+        _PREFIX + "replica_breaker_state",
+        "The replica's circuit breaker state: 1 for the current one.",
+        labels=[*labels, "state"],
+    )
+    for row in rows:
+        state = row.get("breaker_state")
+        if not isinstance(state, str) or not state:
+            continue
+        current = _state_label(state)
+        for s in BREAKER_STATES if current in BREAKER_STATES else (*BREAKER_STATES, current):
+            states.add_metric([*values, row["url"], s], 1.0 if s == current else 0.0)
+    yield states
 
 
 def client_metrics_registry(

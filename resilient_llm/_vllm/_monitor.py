@@ -311,7 +311,12 @@ class ServerMonitor:
         if self._hooks:
             emit(
                 self._hooks,
-                OrphansAborted(count=len(victims), server_active=load.active, client_waiting=len(silent)),
+                OrphansAborted(
+                    count=len(victims),
+                    server_active=load.active,
+                    client_waiting=len(silent),
+                    replica=self.server,
+                ),
             )
 
 

@@ -1,8 +1,9 @@
-"""``resilient-llm probe URL``: is this vLLM server up, what does it serve, how loaded is it.
+"""``resilient-llm probe URL [URL ...]``: is this vLLM server up, what does it serve, how loaded is it.
 
 One pass asks ``/health``, ``/version``, ``/v1/models`` and ``/metrics`` (each with a short timeout, so an
 unreachable or wedged server cannot hang the probe) and prints what it found; ``--watch`` repeats it in
-a live table until Ctrl-C. The exit status is meant for scripts and readiness checks (see ``EPILOG``).
+a live table until Ctrl-C. Several URLs (the replicas of a client) are probed at once and shown one
+row each. The exit status is meant for scripts and readiness checks (see ``EPILOG``).
 The table (:mod:`._probe_view`) needs ``rich``, the ``cli`` extra; it is imported only to print.
 """
 
@@ -12,7 +13,8 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,7 +35,7 @@ from ._extras import EXIT_MISSING_EXTRA, require
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["ProbeReport", "add_parser", "check_extras", "probe", "run"]
+__all__ = ["ProbeReport", "add_parser", "check_extras", "exit_code", "probe", "probe_all", "run"]
 
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_WATCH_INTERVAL = 2.0
@@ -50,12 +52,14 @@ exit status:
   {EXIT_SATURATED}  saturated: healthy, but waiting >= --max-waiting or KV cache usage >= --max-kv
      (summed over engines; KV is the mean over engines). Usage errors also exit 2, before any probe.
   {EXIT_MISSING_EXTRA}  rich is not installed: pip install "resilient-llm[cli]"
+With several URLs, the worst of them: {EXIT_DOWN} if any is down, else {EXIT_SATURATED} if any is saturated.
 With --watch the status is that of the last probe before Ctrl-C.
 
 examples:
   resilient-llm probe http://127.0.0.1:8000/v1
   resilient-llm probe http://gpu-1:8000 --watch 1 --max-waiting 16
   resilient-llm probe http://127.0.0.1:8000/v1 --json | jq .total
+  resilient-llm probe http://gpu-1:8000/v1 http://gpu-2:8000/v1 http://gpu-3:8000/v1 --watch
 """
 
 Status = Literal["healthy", "down", "saturated"]
@@ -180,6 +184,22 @@ def probe(
     )
 
 
+def probe_all(base_urls: Sequence[str], **options: Any) -> list[ProbeReport]:
+    """:func:`probe` each of ``base_urls`` (the replicas of a client) at once; the reports in order."""
+    if len(base_urls) == 1:
+        return [probe(base_urls[0], **options)]
+    with ThreadPoolExecutor(max_workers=min(16, len(base_urls))) as pool:
+        return list(pool.map(lambda url: probe(url, **options), base_urls))
+
+
+def exit_code(reports: Sequence[ProbeReport]) -> int:
+    """The worst status of ``reports``: down if any is down, else saturated if any is, else healthy."""
+    statuses = {report.status for report in reports}
+    if "down" in statuses:
+        return EXIT_DOWN
+    return EXIT_SATURATED if "saturated" in statuses else EXIT_HEALTHY
+
+
 def _get(http: httpx.Client, url: str, what: str, errors: dict[str, str]) -> httpx.Response | None:
     try:
         return http.get(url)
@@ -248,7 +268,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "url", metavar="URL", type=_url, help="base URL, e.g. http://127.0.0.1:8000/v1 (/v1 optional)"
+        "urls",
+        metavar="URL",
+        nargs="+",
+        type=_url,
+        help="base URL, e.g. http://127.0.0.1:8000/v1 (/v1 optional); several: the replicas, one row each",
     )
     parser.add_argument(
         "--watch",
@@ -302,36 +326,38 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
     out = console or Console()
     options = {"timeout": args.timeout, "max_waiting": args.max_waiting, "max_kv": args.max_kv}
     if args.watch is None:
-        report = probe(args.url, **options)
-        _emit(out, report, as_json=args.json)
-        return report.exit_code
+        reports = probe_all(args.urls, **options)
+        _emit(out, reports, as_json=args.json)
+        return exit_code(reports)
 
     code = EXIT_DOWN
     try:
         if args.json:
             while True:
-                report = probe(args.url, **options)
-                code = report.exit_code
-                _emit(out, report, as_json=True)
+                reports = probe_all(args.urls, **options)
+                code = exit_code(reports)
+                _emit(out, reports, as_json=True)
                 _sleep(args.watch)
         with Live(console=out, auto_refresh=False) as live:
             while True:
-                report = probe(args.url, **options)
-                code = report.exit_code
-                live.update(render(report, every=args.watch), refresh=True)
+                reports = probe_all(args.urls, **options)
+                code = exit_code(reports)
+                live.update(render(reports, every=args.watch), refresh=True)
                 _sleep(args.watch)
     except KeyboardInterrupt:
         pass
     return code
 
 
-def _emit(out: Console, report: ProbeReport, *, as_json: bool) -> None:
+def _emit(out: Console, reports: Sequence[ProbeReport], *, as_json: bool) -> None:
+    """The reports as a table (one row per server when there are several), or one JSON line each."""
     from ._probe_view import render
 
     if as_json:
-        out.print(json.dumps(report.as_json()), markup=False, highlight=False, soft_wrap=True)
+        for report in reports:
+            out.print(json.dumps(report.as_json()), markup=False, highlight=False, soft_wrap=True)
     else:
-        out.print(render(report))
+        out.print(render(reports))
 
 
 def _url(value: str) -> str:

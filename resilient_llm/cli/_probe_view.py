@@ -5,6 +5,8 @@ The only module of ``probe`` that imports ``rich`` (the ``cli`` extra), and only
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -19,11 +21,44 @@ __all__ = ["render"]
 _STYLE = {"healthy": "bold green", "down": "bold red", "saturated": "bold yellow"}
 
 
-def render(report: ProbeReport, *, every: float | None = None) -> RenderableType:
-    """The report as rich renderables: a summary grid and, when there is load data, a table per engine.
-
-    ``every`` (the ``--watch`` interval) adds when the probe ran and how to stop.
+def render(reports: ProbeReport | Sequence[ProbeReport], *, every: float | None = None) -> RenderableType:
+    """One report as a summary grid and, when there is load data, a table per engine; several (the
+    replicas of a client) as one table with a row each. ``every`` (the ``--watch`` interval) adds when
+    the probe ran and how to stop.
     """
+    if isinstance(reports, ProbeReport):
+        return _one(reports, every)
+    if len(reports) == 1:
+        return _one(reports[0], every)
+    return _several(reports, every)
+
+
+def _several(reports: Sequence[ProbeReport], every: float | None) -> RenderableType:
+    table = Table(title=f"{len(reports)} servers", title_justify="left")
+    table.add_column("server", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("running", justify="right")
+    table.add_column("waiting", justify="right")
+    table.add_column("KV cache", justify="right")
+    table.add_column("models")
+    table.add_column("why / errors")
+    for report in reports:
+        cells = _load_cells(report.total) if report.total is not None else ("-", "-", "-")
+        notes = "; ".join([*report.reasons, *(e for e in report.errors.values() if e not in report.reasons)])
+        table.add_row(
+            report.url,
+            Text(report.status.upper(), style=_STYLE[report.status]),
+            *cells,
+            ", ".join(report.models) or "-",
+            Text(notes, style="red") if notes else "",
+        )
+    if every is None:
+        return table
+    at = reports[0].at
+    return Group(table, Text(f"probed at {at:%Y-%m-%d %H:%M:%S}, again every {every:g} s (Ctrl-C to stop)"))
+
+
+def _one(report: ProbeReport, every: float | None) -> RenderableType:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
