@@ -13,8 +13,9 @@ import sys
 import httpx
 import pytest
 
+from resilient_llm._exceptions import ConfigError
 from resilient_llm.cli import _simulate
-from resilient_llm.testing import LogNormalLength
+from resilient_llm.testing import LogNormalLength, ReplicaFaults
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -149,3 +150,58 @@ def test_log_requests_logs_each_request_and_its_fault() -> None:
     assert " GET /nowhere 404 " in requests[2]
     assert any("fault 503" in line for line in lines), err
     assert "serving" not in err  # still one start-up line, on stdout
+
+
+def test_replica_options_become_replica_faults() -> None:
+    plan = _simulate.replica_faults(["1:die_at=60", "2:slowdown=2,drain_at=120"], 3)
+    assert plan == {
+        1: ReplicaFaults(die_at=60.0),
+        2: ReplicaFaults(slowdown=2.0, drain_at=120.0),
+    }
+    assert _simulate.replica_faults([], 3) == {}
+
+
+@pytest.mark.parametrize(
+    ("specs", "complaint"),
+    [
+        (
+            ["3:die_at=1"],
+            "--replica must be I:KEY=VALUE,... with I a replica index in 0..2, got '3:die_at=1'",
+        ),
+        (["x:die_at=1"], "with I a replica index in 0..2, got 'x:die_at=1'"),
+        (["1"], "got '1'"),
+        (["1:explode=1"], "--replica 1: each setting must be KEY=VALUE with KEY one of slowdown, die_at"),
+        (["1:die_at=soon"], "--replica 1: die_at must be a number, got 'soon'"),
+        (["1:die_at=-1"], "ReplicaFaults: die_at must be a finite number >= 0, got -1.0"),
+        (["1:die_at=1", "1:slowdown=2"], "--replica 1 is given twice"),
+    ],
+)
+def test_bad_replica_options_name_the_bad_part(specs: list[str], complaint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _simulate.replica_faults(specs, 3)
+    assert complaint in str(info.value)
+
+
+def test_a_bad_replica_option_is_an_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _simulate.run(parse("--replicas", "2", "--replica", "5:die_at=1")) == 2
+    assert "resilient-llm simulate: error: --replica must be" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_replicas_one_that_dies_and_one_that_drains() -> None:
+    process, port = start("--replicas", "3", "--replica", "1:die_at=0", "--replica", "2:drain_at=0")
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}/v1 http://127.0.0.1:{port + 1}/v1" in banner
+        body = {"messages": [{"role": "user", "content": "hi"}], "simulator": {"fault": "none"}}
+        ok = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
+        assert ok.status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            httpx.post(f"http://127.0.0.1:{port + 1}/v1/chat/completions", json=body)
+        drained = httpx.post(f"http://127.0.0.1:{port + 2}/v1/chat/completions", json=body)
+        assert drained.status_code == 503
+    finally:
+        out, err = stop(process)
+    assert process.returncode == 0, err
+    assert "Stopped. peak_in_flight=" in out

@@ -21,6 +21,7 @@ from resilient_llm._exceptions import ConfigError
 from resilient_llm.testing import (
     FAULT_KINDS,
     LogNormalLength,
+    ReplicaFaults,
     SimulatedReplicas,
     SimulatorConfig,
     VLLMSimulator,
@@ -90,7 +91,8 @@ def _epilog() -> str:
         "examples:\n"
         "  resilient-llm simulate --port 8000\n"
         "  resilient-llm simulate --faults ghost=0.05,lost=0.02,drop=0.02 --time-scale 0.05\n"
-        "  resilient-llm simulate --output-tokens lognormal:350:0.9:4000 --max-queued 64 --log-requests"
+        "  resilient-llm simulate --output-tokens lognormal:350:0.9:4000 --max-queued 64 --log-requests\n"
+        "  resilient-llm simulate --replicas 3 --replica 1:die_at=60 --replica 2:slowdown=2,drain_at=120"
     )
 
 
@@ -114,6 +116,15 @@ def add_parser(subparsers: Any) -> None:
         default=1,
         metavar="N",
         help="serve N replicas on consecutive ports from --port (default 1)",
+    )
+    parser.add_argument(
+        "--replica",
+        action="append",
+        default=[],
+        metavar="I:KEY=V,...",
+        help="what happens to replica I (0 is the one on --port): slowdown=F (F times slower), "
+        "die_at=S (refuses connections from S simulated seconds on, its requests lost), drain_at=S "
+        "(503 to new requests from S on); repeat for several replicas",
     )
     parser.add_argument(
         "--model", default=d.model, metavar="NAME", help=f"served model name (default {d.model})"
@@ -286,14 +297,53 @@ def startup_line(config: SimulatorConfig, base_url: str) -> str:
     return f"Simulated vLLM at {base_url} (Ctrl-C to stop): {', '.join(parts)}"
 
 
-async def _serve(config: SimulatorConfig, replicas: int = 1) -> None:
+_REPLICA_KEYS = ("slowdown", "die_at", "drain_at")
+
+
+def replica_faults(specs: list[str], replicas: int) -> dict[int, ReplicaFaults]:
+    """``--replica I:KEY=V,...`` options as :class:`ReplicaFaults` by replica index.
+
+    Raises :class:`ConfigError` naming the option and what is wrong with it.
+    """
+    plan: dict[int, ReplicaFaults] = {}
+    for spec in specs:
+        index_text, sep, settings = spec.partition(":")
+        try:
+            index = int(index_text)
+        except ValueError:
+            index = -1
+        if not sep or not 0 <= index < replicas:
+            raise ConfigError(
+                f"--replica must be I:KEY=VALUE,... with I a replica index in 0..{replicas - 1}, got {spec!r}"
+            )
+        if index in plan:
+            raise ConfigError(f"--replica {index} is given twice; put its settings in one option")
+        values: dict[str, float] = {}
+        for item in settings.split(","):
+            key, eq, value = item.strip().partition("=")
+            if key not in _REPLICA_KEYS or not eq:
+                raise ConfigError(
+                    f"--replica {index}: each setting must be KEY=VALUE with KEY one of "
+                    f"{', '.join(_REPLICA_KEYS)}, got {item.strip()!r}"
+                )
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise ConfigError(f"--replica {index}: {key} must be a number, got {value!r}") from None
+        plan[index] = ReplicaFaults(**values)  # type: ignore[arg-type]
+    return plan
+
+
+async def _serve(
+    config: SimulatorConfig, replicas: int = 1, plan: dict[int, ReplicaFaults] | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
-    if replicas > 1:
-        async with SimulatedReplicas(config, replicas=replicas) as fleet:
+    if replicas > 1 or plan:
+        async with SimulatedReplicas(config, replicas=replicas, faults=plan) as fleet:
             print(startup_line(config, " ".join(fleet.base_urls)), flush=True)
             await stop.wait()
             print(f"Stopped. peak_in_flight={fleet.peak_in_flight}", flush=True)
@@ -332,7 +382,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"resilient-llm simulate: error: --replicas must be >= 1, got {args.replicas}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(config, args.replicas))
+        plan = replica_faults(args.replica, args.replicas)
+    except ConfigError as exc:
+        print(f"resilient-llm simulate: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config, args.replicas, plan))
     except OSError as exc:
         print(f"resilient-llm simulate: cannot serve on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
