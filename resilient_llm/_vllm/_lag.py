@@ -294,6 +294,9 @@ class LagTracker:
             return self._grace
         own = max(0, n + recent - active)
         grace, appear = self._grace_for(own + foreign, active + own)
+        if appear is None:  # no evidence yet: the longest grace, a default that binds no later scrape
+            self._grace, self._appear = grace, None
+            return grace
         if self._run_grace is None or grace >= self._run_grace:
             self._run_grace, self._appear = grace, appear
         self._grace = self._run_grace
