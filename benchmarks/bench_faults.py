@@ -200,7 +200,9 @@ def simulator_args(args: argparse.Namespace, *, faults: bool = True) -> list[str
         "--seed",
         str(args.seed),
         "--metrics-lag",
-        "2.0",
+        str(args.metrics_lag),
+        "--metrics-lag-mode",
+        args.metrics_lag_mode,
         "--log-level",
         "WARNING",
     ]
@@ -403,6 +405,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"simulator faults, KIND=P,... or a preset: {', '.join(FAULT_PRESETS)}",
     )
     parser.add_argument("--seed", type=int, default=1, help="the simulator's seed (same for every client)")
+    parser.add_argument(
+        "--metrics-lag",
+        type=float,
+        default=0.05,
+        help="the simulator's /metrics lag, simulated seconds (in steps mode: per new request of a step)",
+    )
+    parser.add_argument(
+        "--metrics-lag-mode",
+        choices=("steps", "snapshot", "arrivals"),
+        default="steps",
+        help="steps: as vLLM counts requests (a burst of 64 counted over 3.2 simulated s); snapshot: a "
+        "/metrics served that old (a cache in front of the server)",
+    )
     parser.add_argument("--tasks", type=int, default=8, help="tasks started together")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of parallel calls per task")
     parser.add_argument("--calls-per-round", type=int, default=12, help="parallel calls per round")
@@ -467,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"workload: {workload.tasks} tasks x {workload.rounds} rounds x {workload.calls_per_round} calls "
         f"= {workload.calls} calls, {workload.total_tokens():,} tokens; faults {effective_faults(args)}; "
         f"capacity {args.capacity}; ideal makespan {ideal:.0f} simulated s; time scale {args.time_scale:g}; "
-        f"runs stopped at {args.limit_factor:g}x ideal",
+        f"/metrics lag {args.metrics_lag:g} s ({args.metrics_lag_mode}); runs stopped at {args.limit_factor:g}x ideal",
         flush=True,
     )
     server_cpus, _ = split_cpus()
@@ -504,6 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "capacity": args.capacity,
             "faults": effective_faults(args),
             "seed": args.seed,
+            "metrics_lag": args.metrics_lag,
+            "metrics_lag_mode": args.metrics_lag_mode,
             "workload": {
                 "tasks": workload.tasks,
                 "rounds": workload.rounds,

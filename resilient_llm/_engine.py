@@ -87,10 +87,11 @@ class Plan(Protocol):
 
 
 class _CallState:
-    __slots__ = ("attempts", "last_error", "phase", "prev_delay", "retries")
+    __slots__ = ("attempts", "last_error", "lost_retried", "phase", "prev_delay", "retries")
 
     def __init__(self) -> None:
         self.attempts = 0
+        self.lost_retried = False  # the call's one retry of lost work, outside the budget, is used
         self.prev_delay: float | None = None  # for decorrelated jitter
         self.retries = 0  # the retries that count against max_retries and the budget
         self.last_error: BaseException | None = None
@@ -488,7 +489,11 @@ class Engine:
             state.retries += 1
             if state.retries > settings.max_retries:
                 raise exc
-            if shared is None:
+            if _lost_in_transit(exc) and not state.lost_retried:
+                # Work the server lost (a restart, a dropped connection, a forgotten request) is sent
+                # again once without the budget: the same load as before, not an amplification of it.
+                state.lost_retried = allowed = True
+            elif shared is None:
                 allowed = self.budget.try_withdraw()
             else:
                 allowed = await shared.budget.try_withdraw(deadline=deadline_at)
@@ -586,6 +591,11 @@ def _replica_stats(replica: Replica) -> ReplicaStats:
         metrics_leave_lag=monitor.leave_lag if monitor is not None else None,
         orphan_grace=monitor.grace if monitor is not None else None,
     )
+
+
+def _lost_in_transit(exc: BaseException) -> bool:
+    """An attempt that got no answer: its connection broke, or the server went silent or forgot it."""
+    return isinstance(exc, (APIConnectionError, StallError, OrphanedRequestError))
 
 
 def _sum_known(values: Iterable[int | None]) -> int | None:

@@ -11,7 +11,9 @@
   feed the breaker and the limiter: with no ``max_concurrency`` given, the limit follows the server's
   batch capacity once it showed it (running saturated while requests waited) plus the queue the
   breaker allows, and new calls enter by the server's headroom (free sequences plus queue room below the
-  high watermark). While the server shows no metrics, :data:`FALLBACK_CONCURRENCY` is the limit.
+  high watermark). Before it showed that, the limit starts at :data:`FALLBACK_CONCURRENCY` and doubles
+  with each scrape that shows no request waiting (twice what the server runs, or what this client has
+  in flight); while the server shows no metrics, :data:`FALLBACK_CONCURRENCY` is the limit.
 """
 
 from __future__ import annotations
@@ -159,7 +161,10 @@ class Upstream:
             if not available:
                 lane.server_cap = FALLBACK_CONCURRENCY
             elif saturated is None:
-                lane.server_cap = None  # no limit seen yet: the admission below paces new calls
+                # No limit seen yet (nothing ever waited): double what the server runs or this client
+                # has in flight, scrape by scrape, as a slow start does; a waiting queue ends it.
+                seen = max(breaker.capacity or 0, lane.in_flight)
+                lane.server_cap = max(FALLBACK_CONCURRENCY, 2 * seen)
             else:
                 lane.server_cap = saturated + (breaker.high_watermark or 0)
         lane.set_admission_budget(self._headroom(load) if available else None)

@@ -514,6 +514,26 @@ async def test_retry_budget_stops_a_retry_storm() -> None:
     assert server.hits == 3 + 2
 
 
+async def test_work_the_server_lost_is_sent_again_once_outside_the_budget() -> None:
+    # A dropped connection (a restart, a crash) lost the work: one retry of it is not an amplification.
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response()
+
+    empty = resilient_llm.RetryBudgetConfig(ratio=0.0, min_per_second=0.0, ttl=10.0)  # no retries at all
+    with serve(handler) as server:
+        async with client(
+            server, max_retries=10, retry_budget=empty, backoff=resilient_llm.Backoff(base=0.001, cap=0.002)
+        ) as c:
+            with pytest.raises(openai.APIConnectionError):
+                await c.chat.completions.create(model="m", messages=MSG)
+            stats = c.stats()
+    assert server.hits == 2  # the first attempt and its one free retry; the next one needs the budget
+    assert stats.retries == 1
+    assert stats.budget_exhausted == 1
+
+
 async def test_per_call_timeout_overrides_the_silence_limit() -> None:
     async def handler(request: web.Request, hits: int) -> web.StreamResponse:
         if hits == 1:

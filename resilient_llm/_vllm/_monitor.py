@@ -93,6 +93,7 @@ class ServerMonitor:
         graces = config.orphan_grace_range()
         self._longest = 0.0
         self._stale_until = -math.inf  # until then the server's counts are known to run behind its answers
+        self._previous: ServerLoad | None = None  # the scrape before, judged at this one (``_learn``)
         self._detector: OrphanDetector[Watch] | None = None
         self._lag: LagTracker | None = None
         if graces is not None:
@@ -227,6 +228,7 @@ class ServerMonitor:
     def server_restarted(self) -> None:
         """What was learned of the server's lag and deficits is void."""
         self._stale_until = -math.inf
+        self._previous = None
         if self._lag is not None and self._detector is not None:
             self._lag.reset()
             self._detector.reset()
@@ -245,8 +247,14 @@ class ServerMonitor:
 
         The tracker relies on vLLM counting a request by the time its first token exists. A server
         whose ``/metrics`` run behind its answers (a cached or scraped-through endpoint) shows fewer
-        running requests than this client has answers arriving; then nothing it counts is trusted to
+        running requests than this client had answers arriving; then nothing it counts is trusted to
         be fresh, and the longest grace holds for a window.
+
+        Which answers were arriving at a scrape is judged at the next one, from what came after it: an
+        answer that had started a poll interval before the scrape and still sent bytes a poll interval
+        after it was being generated at the scrape. Judged at the scrape itself, an answer whose last
+        token the server had just made (no longer running) looks the same as one still running, and
+        with many short answers one of those is at almost every scrape.
         """
         at = load.scraped_at
         attempts = [
@@ -256,16 +264,18 @@ class ServerMonitor:
         ]
         ended = [Ended(f.sent_at, f.ended_at, f.started_at, f.abandoned) for f in finished]
         grace = lag.observe(load, attempts, ended=ended)
-        # Answering since before the previous scrape, and still receiving: a request the server runs
-        # (a silent one may be a ghost, whose server finished it: the orphan rule's case, not this one).
-        settled = at - self._config.poll_interval
-        streaming = sum(
-            1
-            for w in self._watches
-            if w.first_byte_at is not None and w.first_byte_at <= settled and w.silent_since >= settled
-        )
-        if streaming > load.running:
-            self._stale_until = at + self._config.orphan_lag_window
+        previous, self._previous = self._previous, load
+        if previous is not None and previous.scraped_at < at:
+            then, poll = previous.scraped_at, self._config.poll_interval
+            arriving = sum(
+                1
+                for w in self._watches
+                if w.first_byte_at is not None
+                and w.first_byte_at <= then - poll
+                and w.silent_since >= then + poll
+            )
+            if arriving > previous.running:
+                self._stale_until = at + self._config.orphan_lag_window
         if at < self._stale_until:
             return max(grace, self._longest)
         return grace

@@ -216,6 +216,14 @@ def add_parser(subparsers: Any) -> None:
         help=f"how far /metrics trails the engine (default {d.metrics_lag:g})",
     )
     parser.add_argument(
+        "--metrics-lag-mode",
+        choices=("snapshot", "arrivals", "steps"),
+        default=None,
+        help="how it trails: snapshot (the whole /metrics is that old), arrivals (new requests are "
+        "counted that late, finished ones leave at once) or steps (as vLLM: counted at the end of the "
+        f"engine step that first sees them, longer for a burst) (default {d.metrics_lag_mode})",
+    )
+    parser.add_argument(
         "--instant", action="store_true", help="no delays and 16-token answers, for benchmarks (default off)"
     )
     parser.add_argument(
@@ -265,6 +273,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         "kv_cache_tokens",
         "max_queued",
         "metrics_lag",
+        "metrics_lag_mode",
     ):
         value = getattr(args, name)
         if value is not None:

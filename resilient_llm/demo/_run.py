@@ -110,6 +110,8 @@ def library_settings(scale: float) -> dict[str, Any]:
             breaker,
             poll_interval=max(0.02, breaker.poll_interval * scale),
             orphan_grace=None if breaker.orphan_grace is None else breaker.orphan_grace * scale,
+            orphan_grace_min=breaker.orphan_grace_min * scale,
+            orphan_lag_window=breaker.orphan_lag_window * scale,
             stale_after=max(0.1, breaker.stale_after * scale),
             open_cooldown=breaker.open_cooldown * scale,
             max_cooldown=breaker.max_cooldown * scale,
