@@ -7,6 +7,7 @@ a user's ``httpx.AsyncClient``. The memory bound is measured in a subprocess (pe
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -53,6 +54,14 @@ from .hostile_server import (
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+
+@pytest.fixture(autouse=True)
+def _leaks_are_found_by_the_test_that_made_them() -> Iterator[None]:
+    # A socket or stream left open is reported when the garbage collector finds it: collect after each
+    # test, so the report names the test that left it rather than whichever runs next.
+    yield
+    gc.collect()
 
 
 KEY = "sk-hostile-0123456789SECRET"

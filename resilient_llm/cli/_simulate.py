@@ -124,7 +124,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="I:KEY=V,...",
         help="what happens to replica I (0 is the one on --port): slowdown=F (F times slower), "
         "die_at=S (refuses connections from S simulated seconds on, its requests lost), drain_at=S "
-        "(503 to new requests from S on); repeat for several replicas",
+        "(503 to new requests from S on); repeat for several replicas (default: none)",
     )
     parser.add_argument(
         "--model", default=d.model, metavar="NAME", help=f"served model name (default {d.model})"
