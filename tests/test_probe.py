@@ -430,3 +430,32 @@ def test_cli_takes_several_urls(parser: argparse.ArgumentParser) -> None:
     assert args.urls == ["http://a:8000/v1", "http://b:8000/v1"]
     with pytest.raises(SystemExit):
         parser.parse_args(["probe"])
+
+
+@pytest.mark.timeout(60)
+def test_cli_measure_lag_reports_what_the_client_learned(parser: argparse.ArgumentParser) -> None:
+    from resilient_llm.testing import SimulatorConfig, SimulatorThread
+
+    # 64 tokens of 0.02 s: each call lasts over a second, several scrapes of the monitor's 0.5 s.
+    config = SimulatorConfig(capacity=16, token_time=0.02, metrics_lag=0.05, metrics_lag_mode="steps")
+    with SimulatorThread(config) as sim:
+        code, out = run_cli(parser, sim.base_url, "--measure-lag", "4", "--json")
+        assert sim.stats().requests_received == 4
+    assert code == 0
+    lag = json.loads(out.strip().splitlines()[-1])["lag"]
+    assert lag["calls"] == 4 and lag["ok"] == 4 and lag["error"] is None
+    assert lag["metrics_lag"] is not None and 0 < lag["metrics_lag"] < 1.0
+    assert lag["orphan_grace"] is not None and 0 < lag["orphan_grace"] <= 10
+
+
+@pytest.mark.timeout(10)
+def test_cli_measure_lag_skips_a_server_without_metrics(parser: argparse.ArgumentParser) -> None:
+    with serve(routes(metrics=(404, "no"))) as url:
+        code, out = run_cli(parser, url, "--measure-lag")
+    assert code == 0
+    assert "lag not measured: it lists no model or shows no vLLM /metrics" in out
+
+
+def test_cli_measure_lag_is_a_one_off(parser: argparse.ArgumentParser) -> None:
+    code, out = run_cli(parser, "http://127.0.0.1:9/v1", "--measure-lag", "--watch")
+    assert code == 2 and "--measure-lag is a one-off" in out

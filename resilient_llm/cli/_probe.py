@@ -42,6 +42,7 @@ DEFAULT_WATCH_INTERVAL = 2.0
 # Saturation thresholds of llm-d's saturation detector: a queue of 5 or a KV cache 80 % full.
 DEFAULT_MAX_WAITING = 5
 DEFAULT_MAX_KV = 0.8
+DEFAULT_LAG_CALLS = 8
 
 EXIT_HEALTHY, EXIT_DOWN, EXIT_SATURATED = 0, 1, 2
 
@@ -60,6 +61,7 @@ examples:
   resilient-llm probe http://gpu-1:8000 --watch 1 --max-waiting 16
   resilient-llm probe http://127.0.0.1:8000/v1 --json | jq .total
   resilient-llm probe http://gpu-1:8000/v1 http://gpu-2:8000/v1 http://gpu-3:8000/v1 --watch
+  resilient-llm probe http://127.0.0.1:8000/v1 --measure-lag 16
 """
 
 Status = Literal["healthy", "down", "saturated"]
@@ -291,7 +293,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--max-waiting",
-        type=_count,
+        type=_count("--max-waiting"),
         default=DEFAULT_MAX_WAITING,
         metavar="N",
         help=f"saturated when this many requests wait (default {DEFAULT_MAX_WAITING})",
@@ -302,6 +304,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=DEFAULT_MAX_KV,
         metavar="F",
         help=f"saturated when KV cache usage reaches F, 0 < F <= 1 (default {DEFAULT_MAX_KV:g})",
+    )
+    parser.add_argument(
+        "--measure-lag",
+        nargs="?",
+        const=DEFAULT_LAG_CALLS,
+        type=_count("--measure-lag"),
+        metavar="N",
+        help="also send N short chat calls at once (default N: "
+        f"{DEFAULT_LAG_CALLS}) and report the /metrics lag the library learns from them, and the "
+        "orphan grace it sizes from it; puts load on the server (default off)",
     )
     parser.add_argument(
         "--json",
@@ -328,7 +340,12 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
     if args.watch is None:
         reports = probe_all(args.urls, **options)
         _emit(out, reports, as_json=args.json)
+        if args.measure_lag:
+            _emit_lag(out, reports, args.measure_lag, as_json=args.json)
         return exit_code(reports)
+    if args.measure_lag:
+        out.print("resilient-llm probe: --measure-lag is a one-off: leave out --watch", markup=False)
+        return EXIT_SATURATED  # a usage error (documented: usage errors exit 2)
 
     code = EXIT_DOWN
     try:
@@ -347,6 +364,24 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return code
+
+
+def _emit_lag(out: Console, reports: Sequence[ProbeReport], calls: int, *, as_json: bool) -> None:
+    """``--measure-lag``: a burst per healthy server with a model and vLLM metrics, and what it taught."""
+    from ._probe_lag import measure_lag
+
+    for report in reports:
+        if report.status == "down" or not report.models or report.total is None:
+            why = "it is down" if report.status == "down" else "it lists no model or shows no vLLM /metrics"
+            lag = {"url": report.url, "error": f"not measured: {why}"}
+            out.print(
+                json.dumps({"lag": lag}) if as_json else f"{report.url}: lag {lag['error']}", markup=False
+            )
+            continue
+        model = report.models[0].partition(" (max_model_len ")[0]  # the label's id
+        measured = measure_lag(report.url, model, calls=calls)
+        text = json.dumps({"lag": measured.as_json()}) if as_json else measured.line()
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _emit(out: Console, reports: Sequence[ProbeReport], *, as_json: bool) -> None:
@@ -381,14 +416,17 @@ def _positive(flag: str) -> Callable[[str], float]:
     return parse
 
 
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"--max-waiting must be a whole number >= 1, got {value!r}")
-    return number
+def _count(flag: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number >= 1, got {value!r}")
+        return number
+
+    return parse
 
 
 def _fraction(value: str) -> float:
