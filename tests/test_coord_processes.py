@@ -37,6 +37,7 @@ def test_four_processes_never_put_more_than_the_global_limit_on_the_server(redis
     config = SimulatorConfig(time_scale=0.01, tick=0.002, sample_interval=1.0, capacity=16)
     with SimulatorThread(config) as sim:
         common = ["--redis", url_of(redis_server), "--prefix", unique_prefix(), "--limit", str(limit)]
+        common += ["--redis-timeout", "1.0", "--lease-ttl", "10"]  # no fallback on a loaded machine
         procs = [
             worker("calls", *common, "--sim", sim.url, "--calls", str(calls), "--concurrency", "5")
             for _ in range(processes)
