@@ -251,8 +251,8 @@ class ServerMonitor:
         be fresh, and the longest grace holds for a window.
 
         Which answers were arriving at a scrape is judged at the next one, from what came after it: an
-        answer that had started a poll interval before the scrape and still sent bytes a poll interval
-        after it was being generated at the scrape. Judged at the scrape itself, an answer whose last
+        answer that had started a quarter of a poll interval before the scrape and still sent bytes as
+        long after it was being generated at the scrape. Judged at the scrape itself, an answer whose last
         token the server had just made (no longer running) looks the same as one still running, and
         with many short answers one of those is at almost every scrape.
         """
@@ -266,13 +266,13 @@ class ServerMonitor:
         grace = lag.observe(load, attempts, ended=ended)
         previous, self._previous = self._previous, load
         if previous is not None and previous.scraped_at < at:
-            then, poll = previous.scraped_at, self._config.poll_interval
+            then, margin = previous.scraped_at, self._config.poll_interval / 4
             arriving = sum(
                 1
                 for w in self._watches
                 if w.first_byte_at is not None
-                and w.first_byte_at <= then - poll
-                and w.silent_since >= then + poll
+                and w.first_byte_at <= then - margin
+                and w.silent_since >= then + margin
             )
             if arriving > previous.running:
                 self._stale_until = at + self._config.orphan_lag_window
