@@ -80,6 +80,8 @@ class ProbeReport:
     health: int | None = None
     version: str | None = None
     models: tuple[str, ...] = ()
+    #: The ids of ``models`` (which are labels, with ``max_model_len`` when the server gives it).
+    model_ids: tuple[str, ...] = ()
     engines: Mapping[str, ServerLoad] | None = None
     total: ServerLoad | None = None
     errors: Mapping[str, str] = field(default_factory=dict)
@@ -143,7 +145,7 @@ def probe(
                 at=at,
             )
         version = _version(_get(http, f"{root}/version", "version", errors), errors)
-        models = _models(_get(http, f"{root}/v1/models", "models", errors), errors)
+        cards = _model_cards(_get(http, f"{root}/v1/models", "models", errors), errors)
         metrics = _get(http, f"{root}/metrics", "metrics", errors)
     finally:
         if own:
@@ -177,7 +179,8 @@ def probe(
         reasons=tuple(reasons),
         health=health.status_code,
         version=version,
-        models=models,
+        models=tuple(_model_label(card) for card in cards),
+        model_ids=tuple(str(card["id"]) for card in cards),
         engines=engines,
         total=total,
         errors=errors,
@@ -227,18 +230,21 @@ def _version(response: httpx.Response | None, errors: dict[str, str]) -> str | N
     return str(version)
 
 
-def _models(response: httpx.Response | None, errors: dict[str, str]) -> tuple[str, ...]:
+def _model_cards(response: httpx.Response | None, errors: dict[str, str]) -> tuple[Any, ...]:
+    """The model cards of ``/v1/models`` (each with an ``id``); none, noted in ``errors``, when unreadable."""
     if response is None:
         return ()
     try:
         data = response.json()["data"] if response.status_code == 200 else None
-        models = tuple(_model_label(card) for card in data) if isinstance(data, list) else None
+        cards = tuple(data) if isinstance(data, list) else None
+        if cards is not None and not all(isinstance(card, dict) and "id" in card for card in cards):
+            cards = None
     except (ValueError, KeyError, TypeError):
-        models = None
-    if models is None:
+        cards = None
+    if cards is None:
         errors.setdefault("models", f"HTTP {response.status_code}, no model list")
         return ()
-    return models
+    return cards
 
 
 def _model_label(card: Any) -> str:
@@ -371,15 +377,14 @@ def _emit_lag(out: Console, reports: Sequence[ProbeReport], calls: int, *, as_js
     from ._probe_lag import measure_lag
 
     for report in reports:
-        if report.status == "down" or not report.models or report.total is None:
+        if report.status == "down" or not report.model_ids or report.total is None:
             why = "it is down" if report.status == "down" else "it lists no model or shows no vLLM /metrics"
             lag = {"url": report.url, "error": f"not measured: {why}"}
             out.print(
                 json.dumps({"lag": lag}) if as_json else f"{report.url}: lag {lag['error']}", markup=False
             )
             continue
-        model = report.models[0].partition(" (max_model_len ")[0]  # the label's id
-        measured = measure_lag(report.url, model, calls=calls)
+        measured = measure_lag(report.url, report.model_ids[0], calls=calls)
         text = json.dumps({"lag": measured.as_json()}) if as_json else measured.line()
         out.print(text, markup=False, highlight=False, soft_wrap=True)
 
