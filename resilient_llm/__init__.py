@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._client import AsyncOpenAI
 from ._config import (
     DEFAULT_DEADLINE,
+    DEFAULT_HEDGE_SLOWDOWN,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_RAMP_UP,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DEADLINE",
+    "DEFAULT_HEDGE_SLOWDOWN",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_RAMP_UP",

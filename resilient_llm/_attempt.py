@@ -16,7 +16,8 @@ Three ways to read an answer:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ from ._exceptions import (
     StallError,
     StreamError,
 )
+from ._hedge import AnswerPace, Hedger, race
 from ._http._base import RawResponse, Transport, describe_request, to_httpx_response
 from ._json import dumps, loads
 from ._limits import DEFAULT_MAX_EVENT_BYTES
@@ -105,6 +107,7 @@ class Attempt:
     number: int = 1  # 1 for the first attempt of a call
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     target: str | None = None  # the replica's base URL this attempt goes to; None: the client's own
+    hedger: Hedger | None = None  # may send a copy of a slow non-streaming answer (_hedge.py)
     request: Request | None = None
     events: int = 0
     body_size: int = 0  # bytes of a JSON body read whole (large ones are decoded off the event loop)
@@ -191,7 +194,7 @@ class _Waiting:
     orphan or stall.
     """
 
-    __slots__ = ("att", "kept", "raw", "scope", "watch")
+    __slots__ = ("att", "dropped", "kept", "raw", "scope", "watch")
 
     def __init__(self, att: Attempt) -> None:
         self.att = att
@@ -199,6 +202,7 @@ class _Waiting:
         self.scope = deadline_scope(self.watch.first_deadline(att.clock()))
         self.raw: RawResponse | None = None
         self.kept = False
+        self.dropped = False  # the client stopped reading an answer it no longer needs (a hedge won)
 
     async def __aenter__(self) -> _Waiting:
         await self.scope.__aenter__()
@@ -217,13 +221,13 @@ class _Waiting:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> None:
-        if exc_type is not None and self.raw is not None:
+        if (exc_type is not None or self.dropped) and self.raw is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                 await self.raw.aclose()
         if not self.kept:
             # The server answered (a body, an error status, a malformed answer) unless the wait was cut.
-            answered = exc is None or isinstance(
-                exc, (APIStatusError, APIResponseValidationError, StreamError)
+            answered = not self.dropped and (
+                exc is None or isinstance(exc, (APIStatusError, APIResponseValidationError, StreamError))
             )
             self.att.forget(self.watch, abandoned=not answered)
         await self.scope.__aexit__(exc_type, exc, tb)  # re-raises anything but its own cancellation
@@ -238,43 +242,81 @@ async def read_json(att: Attempt) -> tuple[RawResponse, dict[str, Any]]:
         return raw, await _decode_json(att, raw, await raw.read())
 
 
-async def read_assembled(att: Attempt, assembler: Assembler) -> tuple[RawResponse, dict[str, Any]]:
-    """Stream the answer, feed every chunk to ``assembler``; the response and its non-streaming body."""
+async def read_assembled(
+    att: Attempt,
+    assembler: Assembler,
+    copy: Callable[[Attempt], Awaitable[tuple[RawResponse, dict[str, Any]]]] | None = None,
+) -> tuple[RawResponse, dict[str, Any]]:
+    """Stream the answer, feed every chunk to ``assembler``; the response and its non-streaming body.
+
+    With ``copy`` (the same read on a new attempt) and the attempt's hedger, an answer that arrives far
+    slower than the server's others is raced against a copy of the request (``_hedge.py``).
+    """
     async with _Waiting(att) as w:
         raw = w.raw = await send(att)
         if "text/event-stream" not in raw.headers.get("content-type", ""):
             return raw, await _decode_json(att, raw, await raw.read())  # the server ignored stream=true
-        done = False
         reader = event_reader(att, raw)
-        while True:
-            fresh = not reader.buffered
-            item = await reader.next()
-            if item is None:
-                break
-            att.events += 1
-            if fresh:  # events that came in one read are heard once
-                w.heard()
-            if item[1] == b"[DONE]":
-                done = True
-                break
-            chunk = _decode_chunk(att, item[1])
-            try:
-                assembler.feed(chunk)
-            except (AttributeError, TypeError, KeyError, ValueError) as exc:
-                raise _malformed(
-                    att, f"a stream event of an unexpected shape ({type(exc).__name__})"
-                ) from None
-        if not done and not assembler.finished:
-            raise APIConnectionError(
-                message=f"The stream ended without [DONE] after {att.events} event(s)",
-                request=att.describe(),
-            )
-        w.raw = None
-        await raw.release()
+        hedger = att.hedger if copy is not None else None
+        pace = AnswerPace(hedger.pace, hedger.slowdown) if hedger is not None else None
+        end = await _read_events(att, w, reader, assembler, pace)
+        if end is not _SLOW:
+            return await _finish(att, w, raw, assembler, end)
+        assert hedger is not None and copy is not None
+
+        async def rest() -> tuple[RawResponse, dict[str, Any]]:
+            return await _finish(att, w, raw, assembler, await _read_events(att, w, reader, assembler, None))
+
+        answer, hedged = await race(rest, functools.partial(hedger.send, copy))
+        if hedged:
+            w.dropped = True  # the slow answer's connection is closed: the server aborts it
+            hedger.won()
+        return answer
+
+
+#: How :func:`_read_events` stopped: the ``[DONE]`` event, the end of the body, or a slow answer.
+_DONE, _ENDED, _SLOW = "done", "ended", "slow"
+
+
+async def _read_events(
+    att: Attempt, w: _Waiting, reader: EventReader, assembler: Assembler, pace: AnswerPace | None
+) -> str:
+    """Read the stream into ``assembler`` to its end, or until ``pace`` finds the answer slow."""
+    clock = att.clock
+    while True:
+        fresh = not reader.buffered
+        item = await reader.next()
+        if item is None:
+            return _ENDED
+        att.events += 1
+        if fresh:  # events that came in one read are heard once
+            w.heard()
+        if item[1] == b"[DONE]":
+            return _DONE
+        chunk = _decode_chunk(att, item[1])
         try:
-            return raw, assembler.result()
+            assembler.feed(chunk)
         except (AttributeError, TypeError, KeyError, ValueError) as exc:
-            raise _malformed(att, f"the streamed answer cannot be reassembled: {str(exc)[:200]}") from None
+            raise _malformed(att, f"a stream event of an unexpected shape ({type(exc).__name__})") from None
+        if fresh and pace is not None and pace.heard(clock(), att.events):
+            return _SLOW
+
+
+async def _finish(
+    att: Attempt, w: _Waiting, raw: RawResponse, assembler: Assembler, end: str
+) -> tuple[RawResponse, dict[str, Any]]:
+    """The answer of a stream read to its end."""
+    if end is not _DONE and not assembler.finished:
+        raise APIConnectionError(
+            message=f"The stream ended without [DONE] after {att.events} event(s)",
+            request=att.describe(),
+        )
+    w.raw = None
+    await raw.release()
+    try:
+        return raw, assembler.result()
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        raise _malformed(att, f"the streamed answer cannot be reassembled: {str(exc)[:200]}") from None
 
 
 def event_reader(att: Attempt, raw: RawResponse) -> EventReader:

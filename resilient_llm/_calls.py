@@ -98,6 +98,19 @@ class FastPlan:
     def describe(self) -> Any:
         return describe_request(self.request.method, self.request.url)
 
+    async def _copy(self, att: Attempt) -> tuple[RawResponse, dict[str, Any]]:
+        """A hedged copy of an assembled call's request, on its own attempt (``_hedge.py``)."""
+        req = self.request
+        url = req.url
+        if att.target is not None:
+            path = self._path
+            if path is None:
+                path = self._path = path_after(req.url, self.home)
+            url = att.target + path
+        att.request = Request(req.method, url, req.headers, content=req.content)
+        assert self.assembler is not None
+        return await read_assembled(att, self.assembler())
+
     async def run(self, att: Attempt) -> Any:
         if att.target is not None:
             self._retarget(att.target)
@@ -114,7 +127,8 @@ class FastPlan:
                 raise
         if self.mode == "assemble":
             assert self.assembler is not None
-            raw, data = await read_assembled(att, self.assembler())
+            copy = self._copy if att.hedger is not None else None
+            raw, data = await read_assembled(att, self.assembler(), copy)
         else:
             raw, data = await read_json(att)
         return await self.result.body(att, raw, data)

@@ -29,6 +29,7 @@ from ._compat import RAW_RESPONSE_HEADER, FinalRequestOptions, timeout_parts
 from ._config import (
     CLIENT,
     DEFAULT_DEADLINE,
+    DEFAULT_HEDGE_SLOWDOWN,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_RAMP_UP,
@@ -150,6 +151,11 @@ class AsyncOpenAI(openai.AsyncOpenAI):
             crashed process gives back within ``lease_ttl``), ``rate_limit``, the retry budget and the
             ``/metrics`` scrapes. When Redis is unreachable each process falls back to its fair share.
             Needs the ``redis`` extra. Default ``None``: limits are this client's own.
+        hedge_slowdown: a non-streaming call whose answer arrives this many times slower than the
+            server's other answers (token by token, measured as it streams) gets a hedged copy, sent
+            to another replica when there is one; the first answer to complete is used and the other
+            cancelled. Each copy takes a retry from the retry budget. ``None`` switches hedging off.
+            Default 4.
 
     Settings not passed as arguments are read from ``RESILIENT_LLM_*`` environment variables.
     """
@@ -184,6 +190,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         hooks: Iterable[EventHook] = (),
         replicas: Iterable[str] | NotGiven | None = NOT_GIVEN,
         coordination: str | CoordinationConfig | NotGiven | None = NOT_GIVEN,
+        hedge_slowdown: float | NotGiven | None = NOT_GIVEN,
         _strict_response_validation: bool = False,
         _resilient_parent: AsyncOpenAI | None = None,
         _resilient_changes: Mapping[str, Any] | None = None,
@@ -217,6 +224,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
                 limits=limits,
                 hooks=hooks,
                 coordination=coordination,
+                hedge_slowdown=hedge_slowdown,
             )
             if _iterable(replicas):
                 replicas = list(cast(Iterable[str], replicas))
@@ -573,6 +581,7 @@ def _resilience_settings(
     limits: Any,
     hooks: Iterable[EventHook],
     coordination: Any,
+    hedge_slowdown: Any,
 ) -> tuple[Settings, dict[str, Any]]:
     """The constructor's own settings, validated (argument, else environment variable, else default)."""
 
@@ -599,8 +608,16 @@ def _resilience_settings(
         "limits": limits if isinstance(limits, Limits) else DEFAULT_LIMITS,
         "hooks": tuple(hooks),
         "coordination": resolve_coordination(coordination, env),
+        "hedge_slowdown": _optional(
+            "hedge_slowdown", pick("hedge_slowdown", hedge_slowdown, DEFAULT_HEDGE_SLOWDOWN)
+        ),
     }
     return settings, engine_args
+
+
+def _optional(name: str, value: Any) -> Any:
+    """A setting that ``None`` switches off, else checked."""
+    return None if value is None else check_setting(name, value)
 
 
 def _iterable(value: object) -> bool:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DEADLINE",
+    "DEFAULT_HEDGE_SLOWDOWN",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_RAMP_UP",
@@ -93,6 +94,8 @@ DEFAULT_MAX_RETRIES: Final = 4
 #: breaker allows sets it; 64 while the server shows no metrics (``_upstream.FALLBACK_CONCURRENCY``).
 DEFAULT_MAX_CONCURRENCY: Final[int | None] = None
 DEFAULT_RAMP_UP: Final = 10.0
+#: A non-streaming answer arriving this many times slower than the server's others gets a hedged copy.
+DEFAULT_HEDGE_SLOWDOWN: Final = 4.0
 
 ENV_PREFIX: Final = "RESILIENT_LLM_"
 
@@ -131,6 +134,7 @@ _RULES: Final[Mapping[str, _Rule]] = {
     "max_concurrency": _Rule(integer=True, at_least=1),
     "max_retries": _Rule(integer=True, at_least=0),
     "rate_limit_burst": _Rule(integer=True, at_least=1),
+    "hedge_slowdown": _Rule(above=1),
 }
 
 
@@ -260,9 +264,10 @@ ENV_VARS: Final[Mapping[str, str]] = {
         "metrics_url",
         "replicas",
         "coordination",
+        "hedge_slowdown",
     )
 }
-_SWITCHES_OFF = frozenset({"stall_timeout", "rate_limit", "breaker", "coordination"})
+_SWITCHES_OFF = frozenset({"stall_timeout", "rate_limit", "breaker", "coordination", "hedge_slowdown"})
 _OFF = frozenset({"none", "off", "false", "0", "no", "disabled"})
 _ON = frozenset({"on", "true", "1", "yes", "enabled"})
 
@@ -271,7 +276,7 @@ def read_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Settings given as ``RESILIENT_LLM_*`` environment variables, checked and named by argument.
 
     ``RESILIENT_LLM_STALL_TIMEOUT=off`` (or ``none``) switches stall detection off; likewise
-    ``RATE_LIMIT``; ``RESILIENT_LLM_BREAKER=off`` switches the breaker off and
+    ``RATE_LIMIT`` and ``HEDGE_SLOWDOWN``; ``RESILIENT_LLM_BREAKER=off`` switches the breaker off and
     ``RESILIENT_LLM_METRICS_URL`` points it at another ``/metrics``. ``RESILIENT_LLM_REPLICAS`` is a
     comma-separated list of base URLs; ``RESILIENT_LLM_COORDINATION`` a Redis URL (``off`` for none).
     A value the argument would not accept raises :class:`ConfigError` naming the variable and the

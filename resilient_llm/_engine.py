@@ -28,8 +28,8 @@ from __future__ import annotations
 import functools
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
 
@@ -51,6 +51,7 @@ from ._exceptions import (
     StallError,
     StreamError,
 )
+from ._hedge import Pace
 from ._http._base import Transport
 from ._limiter import BreakerWouldMissDeadline, Lane, Limiter
 from ._limits import DEFAULT_LIMITS, Limits
@@ -69,6 +70,8 @@ if TYPE_CHECKING:
     from ._coordination import Coordination, SharedLimits
 
 logger = logging.getLogger("resilient_llm")
+
+T = TypeVar("T")
 
 
 class Plan(Protocol):
@@ -116,8 +119,12 @@ class Engine:
         coordination: CoordinationConfig | None = None,
         headers: Callable[[], Mapping[str, str]] | None = None,
         rng: random.Random | None = None,
+        hedge_slowdown: float | None = None,
     ) -> None:
-        """``servers``: base URLs (with ``/v1``), one per replica; the first is the client's own."""
+        """``servers``: base URLs (with ``/v1``), one per replica; the first is the client's own.
+
+        ``hedge_slowdown``: a non-streaming answer arriving this many times slower than the server's
+        others gets a hedged copy (``_hedge.py``); ``None``: never."""
         self.clock = clock
         self.hooks = hooks
         self.counters = Counters()
@@ -169,6 +176,9 @@ class Engine:
             choose=PowerOfTwo(rng),
             clock=clock,
         )
+        self.hedge_slowdown = hedge_slowdown
+        #: Each server's pace, learned from its answers (only while hedging is on).
+        self.paces = tuple(Pace() for _ in self.replicas) if hedge_slowdown is not None else None
         self._transport_factory = transport_factory
         self.status_error = status_error  # openai's exception for an error response
         self.limits = limits
@@ -287,22 +297,9 @@ class Engine:
                     replica.attempts += 1
                     if state.attempts == 1:
                         (self.budget if shared is None else shared.budget).record_request()
-                    att = Attempt(
-                        transport=self.transport,
-                        silence=settings.silence,
-                        deadline_at=deadline_at,
-                        connect_timeout=settings.connect_timeout,
-                        clock=self.clock,
-                        watches=replica.watches,
-                        status_error=self.status_error,
-                        release=self._stream_closers[lane.index]
-                        if lease is None or shared is None
-                        else functools.partial(self._leased_stream_closed, replica, lease, shared),
-                        responded=replica.upstream.responded,
-                        number=state.attempts,
-                        max_event_bytes=self.limits.max_event_bytes,
-                        target=replica.base_url if self._several else None,
-                    )
+                    att = self._attempt(settings, replica, lane, deadline_at, lease, shared, state.attempts)
+                    if self.paces is not None:
+                        att.hedger = _Hedger(self, settings, plan, lane, deadline_at, shared)
                     try:
                         result = await plan.run(att)
                     except APIError as exc:
@@ -362,6 +359,34 @@ class Engine:
             last_error=state.last_error,
             waiting_for=_PHASES.get(state.phase),
         ) from state.last_error
+
+    def _attempt(
+        self,
+        settings: CallSettings,
+        replica: Replica,
+        lane: Lane,
+        deadline_at: float,
+        lease: Lease | None,
+        shared: SharedLimits | None,
+        number: int,
+    ) -> Attempt:
+        """The context of one attempt on ``replica`` (``number``: 1 for a call's first, 0 for a hedge)."""
+        return Attempt(
+            transport=self.transport,
+            silence=settings.silence,
+            deadline_at=deadline_at,
+            connect_timeout=settings.connect_timeout,
+            clock=self.clock,
+            watches=replica.watches,
+            status_error=self.status_error,
+            release=self._stream_closers[lane.index]
+            if lease is None or shared is None
+            else functools.partial(self._leased_stream_closed, replica, lease, shared),
+            responded=replica.upstream.responded,
+            number=number,
+            max_event_bytes=self.limits.max_event_bytes,
+            target=replica.base_url if self._several else None,
+        )
 
     def _holding_breaker(self) -> Breaker | None:
         """The breaker that kept a call out, when every replica's breaker is shut (the soonest to open)."""
@@ -565,6 +590,72 @@ class Engine:
                 ),
             )
         return delay
+
+
+class _Hedger:
+    """A hedge for one attempt (``_hedge.Hedger``): a copy of its request on a slot of its own,
+    preferably on another replica, paid for from the retry budget."""
+
+    __slots__ = ("_deadline_at", "_engine", "_lane", "_plan", "_settings", "_shared", "pace", "slowdown")
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: CallSettings,
+        plan: Plan,
+        lane: Lane,
+        deadline_at: float,
+        shared: SharedLimits | None,
+    ) -> None:
+        assert engine.paces is not None and engine.hedge_slowdown is not None
+        self._engine, self._settings, self._plan = engine, settings, plan
+        self._lane, self._deadline_at, self._shared = lane, deadline_at, shared
+        self.pace = engine.paces[lane.index]
+        self.slowdown = engine.hedge_slowdown
+
+    async def send(self, copy: Callable[[Attempt], Awaitable[T]]) -> T:
+        engine, plan, deadline_at, shared = self._engine, self._plan, self._deadline_at, self._shared
+        allowed = (
+            engine.budget.try_withdraw()
+            if shared is None
+            else await shared.budget.try_withdraw(deadline=deadline_at)
+        )
+        if not allowed:
+            raise HedgeRefused("the retry budget is exhausted")
+        counters = engine.counters
+        counters.hedges += 1
+        logger.info(
+            "hedging %s: its answer arrives over %gx slower than the server's others",
+            plan.url,
+            self.slowdown,
+        )
+        lane = await engine.limiter.acquire(
+            deadline=deadline_at, front=True, model=plan.model, avoid=self._lane
+        )
+        lease = None
+        if shared is not None:
+            lease = await engine._global_slot(lane, _CallState(), deadline_at, True, shared, plan)
+        replica = engine.replicas[lane.index]
+        counters.attempts += 1
+        replica.attempts += 1
+        att = engine._attempt(self._settings, replica, lane, deadline_at, lease, shared, number=0)
+        try:
+            result = await copy(att)
+        except APIError as exc:
+            engine._count_failure(exc, replica)
+            raise
+        finally:
+            engine._release(lane, lease, shared)
+        if replica.breaker is not None:
+            replica.breaker.on_success()
+        return result
+
+    def won(self) -> None:
+        self._engine.counters.hedges_won += 1
+
+
+class HedgeRefused(Exception):
+    """Internal: no hedge was sent (the retry budget had none to spare); the slow answer goes on."""
 
 
 def _replica_stats(replica: Replica) -> ReplicaStats:

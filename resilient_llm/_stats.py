@@ -26,6 +26,8 @@ class Counters:
     orphans: int = 0
     circuit_open_rejections: int = 0
     budget_exhausted: int = 0
+    hedges: int = 0
+    hedges_won: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,7 +74,8 @@ class Stats:
     requests waited); ``metrics_lag``, how long it takes to count this client's requests, as learned
     (seconds; ``None`` until learned); ``metrics_leave_lag``, how long a finished one stays counted;
     ``orphan_grace``, the orphan rule's grace sized from that lag (``None``: detection off). The rest
-    are totals (see :class:`Counters`).
+    are totals (see :class:`Counters`); ``hedges`` counts hedged copies sent for answers that arrived
+    far slower than the server's others, ``hedges_won`` those whose answer was used.
 
     With several replicas the first fields cover them all: ``capacity``, ``in_flight`` and
     ``server_capacity`` are sums, ``ramp_level`` the mean, the lags and the grace the longest,
@@ -105,6 +108,8 @@ class Stats:
     orphans: int
     circuit_open_rejections: int
     budget_exhausted: int
+    hedges: int = 0
+    hedges_won: int = 0
     coordination: CoordinationMode = "off"
     replicas: tuple[ReplicaStats, ...] = ()
 

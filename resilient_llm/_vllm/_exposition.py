@@ -30,7 +30,9 @@ can match on them, and any other state is added as its own series.
 
 Optional extras, rendered when present: ``capacity`` (``resilient_llm_capacity``, gauge: calls allowed in
 flight now), ``budget_exhausted`` (``resilient_llm_retry_budget_exhausted_total``, counter: retries
-refused by the budget), ``metrics_available`` (``resilient_llm_server_metrics_available``, gauge 0/1:
+refused by the budget), ``hedges`` and ``hedges_won`` (``resilient_llm_hedges_total``,
+``resilient_llm_hedges_won_total``, counters: hedged copies of slow answers sent, and used),
+``metrics_available`` (``resilient_llm_server_metrics_available``, gauge 0/1:
 whether the server's ``/metrics`` is being read), and what was learned from those metrics:
 ``server_capacity``, ``metrics_lag`` (``resilient_llm_server_metrics_lag_seconds``), ``metrics_leave_lag``
 and ``orphan_grace`` (``resilient_llm_orphan_grace_seconds``). Missing keys produce no metric (absent, not zero);
@@ -104,6 +106,8 @@ _COUNTERS = (
     ("orphans", "orphans", "Attempts aborted because the server no longer knew them."),
     ("circuit_open_rejections", "circuit_open_rejections", "Calls refused because the breaker stayed open."),
     ("budget_exhausted", "retry_budget_exhausted", "Retries refused by the retry budget."),
+    ("hedges", "hedges", "Hedged copies sent for answers far slower than the server's others."),
+    ("hedges_won", "hedges_won", "Hedged copies whose answer was the one used."),
 )
 _OUTCOMES = (("calls_ok", "ok"), ("calls_failed", "failed"), ("calls_cancelled", "cancelled"))
 _REPLICA_GAUGES = (

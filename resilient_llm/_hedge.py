@@ -1,0 +1,161 @@
+"""Hedged requests: a second copy of a call whose answer arrives far slower than the server's others.
+
+A generation that keeps producing tokens is never cut: that is the stall limit's promise. But one answer
+may come at a fraction of the speed of the rest (a replica in trouble, a request the server serves
+badly), and a pipeline that gathers a round of calls waits for its slowest. A hedge ("The Tail at
+Scale", Dean and Barroso) sends a copy of such a call, to another replica when there is one, and takes
+whichever answer completes first; the other is cancelled (its connection closed: vLLM aborts it).
+
+How slow is slow is learned, not configured in seconds:
+
+* :class:`Pace` is, per server, the typical time between two tokens of one answer: an exponential
+  moving average over every read of every answer (``PACE_WEIGHT`` per read). A read's gap is clipped at
+  ``CLIP`` × the average before it is averaged in, so one slow answer barely moves it, while a server
+  that slows down as a whole (a larger batch) moves it within a few reads of each of its answers.
+* :class:`AnswerPace` is one answer's own recent gap (a shorter average, ``OWN_WEIGHT``). The answer
+  is slow when, after at least ``MIN_READS`` reads of its own and ``MIN_PACE_READS`` of the server's,
+  its gap is more than ``slowdown`` × the server's.
+
+Only non-streaming calls are hedged (nothing has reached the caller, so either answer will do), at most
+once per attempt, and each hedge takes a retry from the retry budget: a server on which every answer
+is slow gets no more hedges than retries. :func:`race` runs the rest of the slow answer and the copy
+side by side; the first answer wins, a failure of one leaves the other to finish.
+
+Pure but for :func:`race`: no clock, no I/O; the reader passes the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import anyio
+
+__all__ = ["AnswerPace", "Hedger", "Pace", "race"]
+
+T = TypeVar("T")
+
+#: A server's pace is measured over its last this many reads, of all its answers.
+WINDOW = 64
+#: An answer is judged only after this many reads of its own (a short answer is never hedged)...
+MIN_READS = 16
+#: ...and this many reads of the server's answers (its pace is known).
+MIN_PACE_READS = 32
+
+
+class Pace:
+    """One server's typical time per token of an answer: over its last ``WINDOW`` reads of all its
+    answers, the time they covered over the tokens they brought (``None`` until a read was seen)."""
+
+    __slots__ = ("_events", "_next", "_reads", "_time", "reads")
+
+    def __init__(self) -> None:
+        self._reads: list[tuple[float, int]] = []
+        self._next = 0
+        self._time = 0.0
+        self._events = 0
+        self.reads = 0
+
+    def observe(self, elapsed: float, events: int) -> None:
+        """One read of an answer: ``events`` tokens in the ``elapsed`` seconds since its previous read."""
+        self.reads += 1
+        reads = self._reads
+        if len(reads) < WINDOW:
+            reads.append((elapsed, events))
+        else:
+            old_elapsed, old_events = reads[self._next]
+            self._time -= old_elapsed
+            self._events -= old_events
+            reads[self._next] = (elapsed, events)
+            self._next = (self._next + 1) % WINDOW
+        self._time += elapsed
+        self._events += events
+
+    @property
+    def gap(self) -> float | None:
+        return self._time / self._events if self._events > 0 else None
+
+
+class AnswerPace:
+    """One answer's pace against its server's: :meth:`heard` says when it is slow."""
+
+    __slots__ = ("_first_at", "_first_events", "_last_at", "_last_events", "_pace", "_slowdown", "reads")
+
+    def __init__(self, pace: Pace, slowdown: float) -> None:
+        self._pace = pace
+        self._slowdown = slowdown
+        self._first_at: float | None = None
+        self._first_events = 0
+        self._last_at = 0.0
+        self._last_events = 0
+        self.reads = 0
+
+    @property
+    def gap(self) -> float | None:
+        """This answer's time per token since its first read (``None`` before its second)."""
+        if self._first_at is None or self._last_events <= self._first_events:
+            return None
+        return (self._last_at - self._first_at) / (self._last_events - self._first_events)
+
+    def heard(self, now: float, events: int) -> bool:
+        """A read at ``now`` brought the answer to ``events`` events: whether it is now slow.
+
+        The first read only starts the clock (the time before it is the server's queue and prefill).
+        """
+        if self._first_at is None:
+            self._first_at, self._first_events = now, events
+            self._last_at, self._last_events = now, events
+            return False
+        new = events - self._last_events
+        if new <= 0:
+            return False
+        pace = self._pace
+        pace.observe(now - self._last_at, new)
+        self._last_at, self._last_events = now, events
+        self.reads += 1
+        if self.reads < MIN_READS or pace.reads < MIN_PACE_READS:
+            return False
+        typical, own = pace.gap, self.gap
+        return typical is not None and own is not None and own > self._slowdown * typical
+
+
+class Hedger(Protocol):
+    """What the call pipeline gives an attempt that may be hedged (``_engine.py``)."""
+
+    slowdown: float
+    pace: Pace
+
+    async def send(self, copy: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``copy`` on a new attempt (its own limiter slot, another replica when there is one)."""
+        ...
+
+    def won(self) -> None:
+        """The copy's answer was the one used."""
+        ...
+
+
+async def race(primary: Callable[[], Awaitable[T]], hedge: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+    """Run both; the first answer wins and the other is cancelled. Returns it and whether the hedge won.
+
+    A failure of one leaves the other to finish; when both fail, the primary's error is raised (the
+    call pipeline retries it as any other), or the hedge's if the primary had none.
+    """
+    won: list[tuple[T, bool]] = []
+    errors: dict[bool, Exception] = {}
+
+    async def run(fn: Callable[[], Awaitable[T]], is_hedge: bool, scope: anyio.CancelScope) -> None:
+        try:
+            value = await fn()
+        except Exception as exc:  # an error of one side is not the race's: the other may still answer
+            errors[is_hedge] = exc
+            return
+        if not won:
+            won.append((value, is_hedge))
+            scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, primary, False, tg.cancel_scope)
+        tg.start_soon(run, hedge, True, tg.cancel_scope)
+    if won:
+        return won[0]
+    raise errors[False] if False in errors else errors[True]

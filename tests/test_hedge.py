@@ -1,0 +1,242 @@
+"""Hedged requests: a slow answer's pace against its server's, the race, and the client end to end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from resilient_llm import AsyncOpenAI, ConfigError
+from resilient_llm._hedge import MIN_PACE_READS, MIN_READS, AnswerPace, Pace, race
+from resilient_llm.demo._run import library_settings
+from resilient_llm.testing import SimulatorConfig, VLLMSimulator
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# --- the pace: pure --------------------------------------------------------------------------------
+def warmed(gap: float, reads: int = MIN_PACE_READS) -> Pace:
+    pace = Pace()
+    for _ in range(reads):
+        pace.observe(gap, 1)
+    return pace
+
+
+def feed(answer: AnswerPace, gap: float, reads: int, start: float = 0.0) -> list[bool]:
+    """``reads`` reads of one token each, ``gap`` apart; the verdict after each."""
+    verdicts = [answer.heard(start, 1)]
+    for i in range(1, reads + 1):
+        verdicts.append(answer.heard(start + i * gap, 1 + i))
+    return verdicts
+
+
+def test_an_answer_at_the_servers_pace_is_never_slow() -> None:
+    answer = AnswerPace(warmed(0.02), 4.0)
+    assert not any(feed(answer, 0.02, 500))
+
+
+def interleaved(pace: Pace, gaps: list[float], steps: int) -> list[list[bool]]:
+    """Answers read side by side, one token per read, answer ``i`` every ``gaps[i]`` seconds."""
+    answers = [AnswerPace(pace, 4.0) for _ in gaps]
+    reads = sorted((k * gap, i) for i, gap in enumerate(gaps) for k in range(steps))
+    verdicts: list[list[bool]] = [[] for _ in gaps]
+    counts = [0] * len(gaps)
+    for at, i in reads:
+        counts[i] += 1
+        verdicts[i].append(answers[i].heard(at, counts[i]))
+    return verdicts
+
+
+@pytest.mark.parametrize(
+    ("factor", "slow"),
+    [(1.0, False), (2.0, False), (3.0, False), (6.0, True), (10.0, True)],
+)
+def test_an_answer_is_slow_only_past_the_slowdown(factor: float, slow: bool) -> None:
+    verdicts = interleaved(Pace(), [0.02] * 7 + [0.02 * factor], 200)
+    assert not any(any(v) for v in verdicts[:7])
+    assert any(verdicts[7]) is slow
+    if slow:  # never before it has MIN_READS reads of its own
+        assert verdicts[7].index(True) >= MIN_READS
+
+
+def test_the_time_before_the_first_token_is_not_counted() -> None:
+    answer = AnswerPace(warmed(0.02), 4.0)
+    assert not answer.heard(100.0, 1)  # a minute in the server's queue: not a slow answer
+    assert not any(feed(answer, 0.02, 50, start=100.0))
+
+
+def test_no_verdict_before_the_server_pace_is_known() -> None:
+    answer = AnswerPace(Pace(), 4.0)
+    assert not any(feed(answer, 1.0, MIN_PACE_READS - 1))
+
+
+def test_an_answer_read_alone_is_its_own_pace() -> None:
+    pace = Pace()
+    assert not any(feed(AnswerPace(pace, 4.0), 0.2, 200))
+    assert pace.gap == pytest.approx(0.2)
+
+
+def test_several_events_in_one_read_count_as_that_many_tokens() -> None:
+    answer = AnswerPace(warmed(0.02), 4.0)
+    answer.heard(0.0, 1)
+    for i in range(1, 100):
+        assert not answer.heard(i * 0.2, 1 + 10 * i)  # 10 tokens per 0.2 s: the server's pace
+
+
+def test_one_slow_answer_among_others_is_found_and_does_not_move_the_pace() -> None:
+    pace = Pace()
+    verdicts = interleaved(pace, [0.02] * 7 + [0.2], 200)
+    assert not any(any(v) for v in verdicts[:7])
+    assert any(verdicts[7][:20])  # found while the others are still read
+
+
+def test_a_server_that_slows_down_as_a_whole_moves_its_pace() -> None:
+    pace = warmed(0.02)
+    answers = [AnswerPace(pace, 4.0) for _ in range(32)]
+    for a in answers:
+        a.heard(0.0, 1)
+    verdicts = []
+    for step in range(1, 60):  # every answer's tokens now come 5x slower: a larger batch
+        verdicts += [a.heard(step * 0.1, 1 + step) for a in answers]
+    assert not any(verdicts)
+    assert pace.gap == pytest.approx(0.1)
+
+
+# --- the race --------------------------------------------------------------------------------------
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def after(seconds: float, value: Any = None, error: Exception | None = None) -> Any:
+    async def run() -> Any:
+        await anyio.sleep(seconds)
+        if error is not None:
+            raise error
+        return value
+
+    return run
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("primary", "hedge", "expected"),
+    [
+        (after(0.0, "p"), after(5.0, "h"), ("p", False)),
+        (after(5.0, "p"), after(0.0, "h"), ("h", True)),
+        (after(0.0, error=ValueError("p")), after(0.01, "h"), ("h", True)),
+        (after(0.01, "p"), after(0.0, error=RuntimeError("refused")), ("p", False)),
+    ],
+)
+async def test_the_first_answer_wins_and_a_failure_leaves_the_other(
+    primary: Any, hedge: Any, expected: tuple[str, bool]
+) -> None:
+    with anyio.fail_after(2):  # the loser is cancelled, not waited for
+        assert await race(primary, hedge) == expected
+
+
+@pytest.mark.anyio
+async def test_when_both_fail_the_primarys_error_is_raised() -> None:
+    with pytest.raises(ValueError, match="primary"):
+        await race(after(0.01, error=ValueError("primary")), after(0.0, error=KeyError("hedge")))
+
+
+@pytest.mark.anyio
+async def test_cancelling_the_race_cancels_both() -> None:
+    with anyio.move_on_after(0.05) as scope:
+        await race(after(10.0, "p"), after(10.0, "h"))
+    assert scope.cancelled_caught
+
+
+# --- the client against the simulator --------------------------------------------------------------
+SCALE = 0.2  # a token every 4 ms, a slow answer's every 40 ms: many simulator ticks each
+TOKEN_TIME = 0.02  # the simulator's default (simulated seconds)
+
+
+def sim_config(**kw: Any) -> SimulatorConfig:
+    base: dict[str, Any] = {
+        "capacity": 16,
+        "time_scale": SCALE,
+        "token_time": TOKEN_TIME,
+        "seed": 5,
+        "sample_interval": 0.5,
+    }
+    base.update(kw)
+    return SimulatorConfig(**base)
+
+
+async def round_of_calls(client: AsyncOpenAI, n: int, tokens: int, *, stream: bool = False) -> list[Any]:
+    results: list[Any] = [None] * n
+
+    async def one(i: int) -> None:
+        body = {"simulator": {"output_tokens": tokens}}
+        messages: Any = [{"role": "user", "content": "x"}]
+        if stream:
+            s = await client.chat.completions.create(
+                model="openai/gpt-oss-20b", messages=messages, stream=True, extra_body=body
+            )
+            results[i] = "".join([c.choices[0].delta.content or "" async for c in s if c.choices])
+            return
+        r = await client.chat.completions.create(
+            model="openai/gpt-oss-20b", messages=messages, extra_body=body
+        )
+        results[i] = r.choices[0].message.content
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(one, i)
+    return results
+
+
+@pytest.mark.anyio
+@pytest.mark.integration
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_slow_answer_is_hedged_and_the_copy_answers_first(anyio_backend: str) -> None:
+    script = ["none"] * 5 + ["slow"]  # the sixth request streams ten times slower than the rest
+    async with VLLMSimulator(sim_config(fault_script=script)) as sim:
+        client = AsyncOpenAI(api_key="EMPTY", base_url=sim.base_url, **library_settings(SCALE))
+        start = anyio.current_time()
+        results = await round_of_calls(client, 8, 120)
+        took = anyio.current_time() - start
+        stats = client.stats()
+        await client.close()
+        with anyio.move_on_after(5):  # the server sees the closed connection and stops generating
+            while sim.stats().requests_aborted == 0:
+                await anyio.sleep(0.01)
+        sim_stats = sim.stats()
+    assert all(isinstance(r, str) and r for r in results)
+    assert (stats.hedges, stats.hedges_won) == (1, 1)
+    assert sim_stats.requests_aborted >= 1  # the slow answer's connection was closed: the server stopped it
+    slow_answer = 120 * TOKEN_TIME * 10 * SCALE  # the simulator's slow_factor is 10
+    assert took < slow_answer / 2
+
+
+@pytest.mark.anyio
+@pytest.mark.integration
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("setting", [{"hedge_slowdown": None}, {"stream": True}])
+async def test_no_hedge_when_switched_off_or_for_a_users_stream(
+    anyio_backend: str, setting: dict[str, Any]
+) -> None:
+    script = ["none"] * 5 + ["slow"]
+    stream = bool(setting.pop("stream", False))
+    async with VLLMSimulator(sim_config(fault_script=script)) as sim:
+        settings = {**library_settings(SCALE), **setting}
+        client = AsyncOpenAI(api_key="EMPTY", base_url=sim.base_url, **settings)
+        results = await round_of_calls(client, 8, 60, stream=stream)
+        stats = client.stats()
+        await client.close()
+    assert all(isinstance(r, str) and r for r in results)
+    assert stats.hedges == 0 and stats.retries == 0
+
+
+def test_hedge_slowdown_is_checked_and_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="hedge_slowdown"):
+        AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1", hedge_slowdown=1.0)
+    monkeypatch.setenv("RESILIENT_LLM_HEDGE_SLOWDOWN", "fast")
+    with pytest.raises(ConfigError, match="RESILIENT_LLM_HEDGE_SLOWDOWN"):
+        AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1")
+    monkeypatch.setenv("RESILIENT_LLM_HEDGE_SLOWDOWN", "off")
+    client = AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1")
+    assert client._engine.paces is None
