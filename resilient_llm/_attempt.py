@@ -17,6 +17,7 @@ Three ways to read an answer:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ from ._exceptions import (
     StallError,
     StreamError,
 )
-from ._hedge import AnswerPace, Hedger, race
+from ._hedge import AnswerPace, Hedger, Pace, race
 from ._http._base import RawResponse, Transport, describe_request, to_httpx_response
 from ._json import dumps, loads
 from ._limits import DEFAULT_MAX_EVENT_BYTES
@@ -104,9 +105,11 @@ class Attempt:
     status_error: Callable[[Any], APIError]
     release: Callable[[BaseException | None], None]
     responded: Callable[[], None] = lambda: None  # an HTTP response arrived (the server is up)
+    answering: Callable[[], None] = lambda: None  # the answer's first event arrived
     number: int = 1  # 1 for the first attempt of a call
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     target: str | None = None  # the replica's base URL this attempt goes to; None: the client's own
+    pace: Pace | None = None  # the server's pace, which this attempt's answer feeds (_hedge.py)
     hedger: Hedger | None = None  # may send a copy of a slow non-streaming answer (_hedge.py)
     request: Request | None = None
     events: int = 0
@@ -142,7 +145,8 @@ class Attempt:
             )
         if self.clock() >= self.deadline_at or self.silence is None:
             return DeadlineReached()
-        return StallError(self.describe(), silence=self.silence, received_events=self.events)
+        silence = self.silence if watch is None or watch.cut_after is None else watch.cut_after
+        return StallError(self.describe(), silence=silence, received_events=self.events)
 
 
 class DeadlineReached(Exception):
@@ -211,7 +215,10 @@ class _Waiting:
 
     def heard(self) -> None:
         """An event arrived: the server is alive; the watch moves the silence limit forward."""
-        self.watch.heard(self.att.clock())
+        watch = self.watch
+        if watch.first_byte_at is None:
+            self.att.answering()
+        watch.heard(self.att.clock())
 
     def hand_over(self) -> Watch:
         """A committed stream keeps the connection and the registration from here on."""
@@ -258,7 +265,10 @@ async def read_assembled(
             return raw, await _decode_json(att, raw, await raw.read())  # the server ignored stream=true
         reader = event_reader(att, raw)
         hedger = att.hedger if copy is not None else None
-        pace = AnswerPace(hedger.pace, hedger.slowdown) if hedger is not None else None
+        pace = None
+        if att.pace is not None:  # the monitor may judge its silences against the server's pace
+            pace = AnswerPace(att.pace, hedger.slowdown if hedger is not None else math.inf)
+            w.watch.paced = True
         end = await _read_events(att, w, reader, assembler, pace)
         if end is not _SLOW:
             return await _finish(att, w, raw, assembler, end)

@@ -51,7 +51,6 @@ from ._exceptions import (
     StallError,
     StreamError,
 )
-from ._hedge import Pace
 from ._http._base import Transport
 from ._limiter import BreakerWouldMissDeadline, Lane, Limiter
 from ._limits import DEFAULT_LIMITS, Limits
@@ -177,8 +176,6 @@ class Engine:
             clock=clock,
         )
         self.hedge_slowdown = hedge_slowdown
-        #: Each server's pace, learned from its answers (only while hedging is on).
-        self.paces = tuple(Pace() for _ in self.replicas) if hedge_slowdown is not None else None
         self._transport_factory = transport_factory
         self.status_error = status_error  # openai's exception for an error response
         self.limits = limits
@@ -242,8 +239,15 @@ class Engine:
         # Failures are worth a WARNING; holding calls on queue depth is the breaker doing its job.
         level = logging.WARNING if new == "open" else logging.INFO
         logger.log(level, "circuit breaker for %s: %s -> %s: %s", replica.name, old, new, reason)
-        if new in ("closed", "holding") and old in ("open", "half_open") and replica.ramp is not None:
-            replica.ramp.restart()  # back from a failure: ramped in again
+        if (
+            new in ("closed", "holding")
+            and old in ("open", "half_open")
+            and replica.ramp is not None
+            and not (replica.breaker is not None and replica.breaker.metrics_available)
+        ):
+            # Back from a failure: ramped in again, unless the server's /metrics are read (then its
+            # queue depth holds calls back as it fills; a ramp would only leave its batch half empty).
+            replica.ramp.restart()
         self.limiter.wake(everyone=new == "open")
         if self.hooks:
             emit(
@@ -263,6 +267,7 @@ class Engine:
         limiter = self.limiter
         deadline_at = self.clock() + settings.deadline
         state = _CallState()
+        hedge_slowdown = self.hedge_slowdown
         front = False  # a retry goes to the front of the queue: it is the oldest call there
         avoid: Lane | None = None  # a retry prefers another replica than the last one
         try:
@@ -298,7 +303,7 @@ class Engine:
                     if state.attempts == 1:
                         (self.budget if shared is None else shared.budget).record_request()
                     att = self._attempt(settings, replica, lane, deadline_at, lease, shared, state.attempts)
-                    if self.paces is not None:
+                    if hedge_slowdown is not None:
                         att.hedger = _Hedger(self, settings, plan, lane, deadline_at, shared)
                     try:
                         result = await plan.run(att)
@@ -383,9 +388,11 @@ class Engine:
             if lease is None or shared is None
             else functools.partial(self._leased_stream_closed, replica, lease, shared),
             responded=replica.upstream.responded,
+            answering=replica.answering,
             number=number,
             max_event_bytes=self.limits.max_event_bytes,
             target=replica.base_url if self._several else None,
+            pace=replica.pace,
         )
 
     def _holding_breaker(self) -> Breaker | None:
@@ -596,7 +603,7 @@ class _Hedger:
     """A hedge for one attempt (``_hedge.Hedger``): a copy of its request on a slot of its own,
     preferably on another replica, paid for from the retry budget."""
 
-    __slots__ = ("_deadline_at", "_engine", "_lane", "_plan", "_settings", "_shared", "pace", "slowdown")
+    __slots__ = ("_deadline_at", "_engine", "_lane", "_plan", "_settings", "_shared", "slowdown")
 
     def __init__(
         self,
@@ -607,10 +614,9 @@ class _Hedger:
         deadline_at: float,
         shared: SharedLimits | None,
     ) -> None:
-        assert engine.paces is not None and engine.hedge_slowdown is not None
+        assert engine.hedge_slowdown is not None
         self._engine, self._settings, self._plan = engine, settings, plan
         self._lane, self._deadline_at, self._shared = lane, deadline_at, shared
-        self.pace = engine.paces[lane.index]
         self.slowdown = engine.hedge_slowdown
 
     async def send(self, copy: Callable[[Attempt], Awaitable[T]]) -> T:

@@ -26,6 +26,7 @@ Pure but for :func:`race`: no clock, no I/O; the reader passes the time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -45,9 +46,10 @@ MIN_PACE_READS = 32
 
 class Pace:
     """One server's typical time per token of an answer: over its last ``WINDOW`` reads of all its
-    answers, the time they covered over the tokens they brought (``None`` until a read was seen)."""
+    answers, the time they covered over the tokens they brought (``None`` until a read was seen).
+    ``read_gap`` is the typical time between two reads of one answer; ``last_at`` the latest read."""
 
-    __slots__ = ("_events", "_next", "_reads", "_time", "reads")
+    __slots__ = ("_events", "_next", "_reads", "_time", "last_at", "reads")
 
     def __init__(self) -> None:
         self._reads: list[tuple[float, int]] = []
@@ -55,10 +57,13 @@ class Pace:
         self._time = 0.0
         self._events = 0
         self.reads = 0
+        self.last_at = -math.inf
 
-    def observe(self, elapsed: float, events: int) -> None:
-        """One read of an answer: ``events`` tokens in the ``elapsed`` seconds since its previous read."""
+    def observe(self, elapsed: float, events: int, *, at: float) -> None:
+        """One read of an answer at ``at``: ``events`` tokens in the ``elapsed`` seconds since its
+        previous read."""
         self.reads += 1
+        self.last_at = at
         reads = self._reads
         if len(reads) < WINDOW:
             reads.append((elapsed, events))
@@ -74,6 +79,11 @@ class Pace:
     @property
     def gap(self) -> float | None:
         return self._time / self._events if self._events > 0 else None
+
+    @property
+    def read_gap(self) -> float | None:
+        reads = len(self._reads)
+        return self._time / reads if reads else None
 
 
 class AnswerPace:
@@ -110,7 +120,7 @@ class AnswerPace:
         if new <= 0:
             return False
         pace = self._pace
-        pace.observe(now - self._last_at, new)
+        pace.observe(now - self._last_at, new, at=now)
         self._last_at, self._last_events = now, events
         self.reads += 1
         if self.reads < MIN_READS or pace.reads < MIN_PACE_READS:
@@ -123,7 +133,6 @@ class Hedger(Protocol):
     """What the call pipeline gives an attempt that may be hedged (``_engine.py``)."""
 
     slowdown: float
-    pace: Pace
 
     async def send(self, copy: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``copy`` on a new attempt (its own limiter slot, another replica when there is one)."""

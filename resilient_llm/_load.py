@@ -10,7 +10,8 @@ class ServerLoad:
     """One scrape of the server's ``/metrics``, summed over engines.
 
     ``scraped_at`` is on the client's clock (``anyio.current_time()`` by default) when the scrape
-    completed. ``kv_cache_usage`` is 0..1, ``None`` when the server does not export it.
+    completed. ``kv_cache_usage`` is 0..1, ``None`` when the server does not export it; likewise
+    ``preemptions``, the server's running total of requests it preempted back to its queue.
     """
 
     running: int
@@ -18,6 +19,7 @@ class ServerLoad:
     kv_cache_usage: float | None
     engines: int
     scraped_at: float
+    preemptions: int | None = None
 
     @property
     def active(self) -> int:

@@ -20,6 +20,7 @@ import anyio
 
 from ._clock import Clock
 from ._events import EventHook
+from ._hedge import Pace
 from ._http._base import Transport
 from ._json import loads
 from ._limiter import Lane
@@ -75,6 +76,8 @@ class Replica:
         self._clock = clock
         self._share = share
         self._models_due = 0.0
+        #: How fast this server's answers arrive, token by token (hedging, silent answers: ``_hedge.py``).
+        self.pace = Pace()
         self.upstream = Upstream(
             server=self.name,
             metrics_url=metrics_url if breaker is not None else None,
@@ -85,6 +88,7 @@ class Replica:
             clock=clock,
             hooks=hooks,
             scrape=self._scrape,
+            pace=self.pace,
         )
         self.watches = self.upstream.watches
         #: Attempts sent here, and those that failed (totals since the client was created).
@@ -103,6 +107,11 @@ class Replica:
         """Whether a call for ``model`` could go here now: it serves the model, its breaker lets calls in."""
         b = self.breaker
         return self.lane.serves(model) and (b is None or b.state in ("closed", "holding"))
+
+    def answering(self) -> None:
+        """An attempt here began to receive its answer (a probe that did closes a half-open breaker)."""
+        if self.breaker is not None:
+            self.breaker.on_answering()
 
     async def _scrape(self) -> Scrape:
         """The monitor's read of the load: the model list first when it is due."""

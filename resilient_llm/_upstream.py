@@ -27,6 +27,7 @@ import anyio
 from ._clock import Clock
 from ._events import EventHook
 from ._exceptions import ServerUnreachable
+from ._hedge import Pace
 from ._http._base import Transport
 from ._limiter import Lane
 from ._load import ServerLoad
@@ -64,6 +65,7 @@ class Upstream:
         clock: Clock,
         hooks: tuple[EventHook, ...] = (),
         scrape: Callable[[], Awaitable[Scrape]] | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self.server = server  # masked: for log lines
         self._metrics_url = metrics_url
@@ -93,6 +95,7 @@ class Upstream:
                     busy=lambda: lane.in_flight > 0 or lane.queued > 0,
                     clock=clock,
                     hooks=hooks,
+                    pace=pace,
                 )
 
     # --- did it answer? ----------------------------------------------------------------------------

@@ -34,9 +34,11 @@ class Watch:
 
     __slots__ = (
         "client_waiting",
+        "cut_after",
         "deadline_at",
         "first_byte_at",
         "orphaned",
+        "paced",
         "scope",
         "sent_at",
         "server_active",
@@ -54,6 +56,8 @@ class Watch:
         self.orphaned = False
         self.server_active = 0
         self.client_waiting = 0
+        self.paced = False  # its reads feed the server's pace: the monitor may judge its silences
+        self.cut_after: float | None = None  # cut as silent mid-answer after this long (a stall)
 
     def first_deadline(self, now: float) -> float:
         """The deadline of a read starting now: the silence limit, capped by the call's deadline."""
@@ -64,7 +68,7 @@ class Watch:
     def bind(self, scope: DeadlineScope) -> None:
         """``scope`` is the read in progress: the one the silence limit moves and an abort cancels."""
         self.scope = scope
-        if self.orphaned:  # judged an orphan between two reads
+        if self.orphaned or self.cut_after is not None:  # judged between two reads
             scope.cancel()
 
     @property
@@ -90,6 +94,12 @@ class Watch:
             until = min(self.deadline_at, now + self.silence)
             if until > scope.deadline:
                 scope.deadline = until
+
+    def cut_silent(self, silent_for: float) -> None:
+        """The answer stopped mid-way while the server's others kept coming: end the wait (a stall)."""
+        self.cut_after = silent_for
+        if self.scope is not None:
+            self.scope.cancel()
 
     def abort_orphan(self, server_active: int, client_waiting: int) -> None:
         """The server no longer knows this request: end the wait (the pipeline retries it)."""

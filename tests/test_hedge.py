@@ -18,8 +18,8 @@ pytestmark = pytest.mark.timeout(60)
 # --- the pace: pure --------------------------------------------------------------------------------
 def warmed(gap: float, reads: int = MIN_PACE_READS) -> Pace:
     pace = Pace()
-    for _ in range(reads):
-        pace.observe(gap, 1)
+    for i in range(reads):
+        pace.observe(gap, 1, at=i * gap)
     return pace
 
 
@@ -239,4 +239,4 @@ def test_hedge_slowdown_is_checked_and_read_from_the_environment(monkeypatch: py
         AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1")
     monkeypatch.setenv("RESILIENT_LLM_HEDGE_SLOWDOWN", "off")
     client = AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1")
-    assert client._engine.paces is None
+    assert client._engine.hedge_slowdown is None

@@ -74,14 +74,14 @@ def test_bad_url_error_hides_credentials() -> None:
     ("name", "expected"),
     [
         # vLLM 0.32 on CPU, idle and with 64 requests in flight.
-        ("metrics_real_v032_idle.txt", ServerLoad(0, 0, 0.0, 1, 5.0)),
-        ("metrics_real_v032_loaded.txt", ServerLoad(52, 12, 0.14325068870523416, 1, 5.0)),
+        ("metrics_real_v032_idle.txt", ServerLoad(0, 0, 0.0, 1, 5.0, preemptions=0)),
+        ("metrics_real_v032_loaded.txt", ServerLoad(52, 12, 0.14325068870523416, 1, 5.0, preemptions=0)),
         # vLLM 0.33 format.
-        ("metrics_v033_overloaded.txt", ServerLoad(48, 17, 0.9312, 1, 5.0)),
+        ("metrics_v033_overloaded.txt", ServerLoad(48, 17, 0.9312, 1, 5.0, preemptions=37)),
         # Older server: no engine label, gpu_cache_usage_perc instead of kv_cache_usage_perc.
-        ("metrics_legacy_v0.txt", ServerLoad(0, 0, 0.0, 1, 5.0)),
+        ("metrics_legacy_v0.txt", ServerLoad(0, 0, 0.0, 1, 5.0, preemptions=0)),
         # Two engines: counts summed, KV averaged.
-        ("metrics_two_engines.txt", ServerLoad(48, 5, 0.5, 2, 5.0)),
+        ("metrics_two_engines.txt", ServerLoad(48, 5, 0.5, 2, 5.0, preemptions=3)),
         # Only a histogram: nothing about load.
         ("metrics_docs_excerpt.txt", None),
     ],
@@ -93,9 +93,18 @@ def test_parse_fixture(name: str, expected: ServerLoad | None) -> None:
 def test_per_engine() -> None:
     loads = parse_metrics_by_engine(fixture("metrics_two_engines.txt"), scraped_at=1.0)
     assert loads == {
-        "0": ServerLoad(running=30, waiting=5, kv_cache_usage=0.75, engines=1, scraped_at=1.0),
-        "1": ServerLoad(running=18, waiting=0, kv_cache_usage=0.25, engines=1, scraped_at=1.0),
+        "0": ServerLoad(running=30, waiting=5, kv_cache_usage=0.75, engines=1, scraped_at=1.0, preemptions=3),
+        "1": ServerLoad(running=18, waiting=0, kv_cache_usage=0.25, engines=1, scraped_at=1.0, preemptions=0),
     }
+
+
+def test_the_preemptions_counter_is_read_whichever_name_its_family_has() -> None:
+    gauges = text("vllm:num_requests_running 3", "vllm:num_requests_waiting 1")
+    for family in ("vllm:num_preemptions", "vllm:num_preemptions_total"):
+        counter = f"# TYPE {family} counter\nvllm:num_preemptions_total 7.0\n"
+        load = parse_metrics(gauges + counter, scraped_at=0.0)
+        assert load is not None and load.preemptions == 7
+    assert parse_metrics(gauges, scraped_at=0.0) == ServerLoad(3, 1, None, 1, 0.0)  # not exported: None
 
 
 def test_unlabelled_series_are_one_engine() -> None:

@@ -9,12 +9,14 @@ import time
 from typing import Any
 
 import anyio
+import httpx
 import openai
 import pytest
 from aiohttp import web
 
 import resilient_llm
 from resilient_llm import AsyncOpenAI, Backoff, BreakerConfig
+from resilient_llm._vllm._metrics import parse_metrics
 from resilient_llm.demo._run import library_settings
 from resilient_llm.testing import SimulatorConfig, SimulatorThread
 from tests.stubserver import completion_body, serve
@@ -101,6 +103,41 @@ async def test_orphans_are_found_on_every_backend(anyio_backend: str) -> None:
     assert all(isinstance(r, str) for r in results), results
     assert stats.orphans == 2 and stats.stalls == 0
     assert took < 60 * SCALE  # well under the stall timeout
+
+
+def paced_config(**kw: Any) -> SimulatorConfig:
+    """Tokens a few milliseconds apart (many simulator ticks each): an answer's pace can be read."""
+    return sim_config(**{"capacity": 8, "time_scale": 0.2, "tick": 0.005, **kw})
+
+
+async def test_an_answer_forgotten_mid_way_is_cut_at_the_servers_pace(anyio_backend: str) -> None:
+    # The fourth answer streams half its tokens and goes silent while the server generates the rest
+    # (still counted running): the orphan rule cannot see it until the server is done with it.
+    with SimulatorThread(paced_config(fault_script=["none"] * 3 + ["ghost"])) as sim:
+        client = AsyncOpenAI(api_key="EMPTY", base_url=sim.base_url, **library_settings(0.2))
+        start = time.monotonic()
+        results = await many(client, 8, 300)
+        took = time.monotonic() - start
+        stats = client.stats()
+        await client.close()
+    assert all(isinstance(r, str) and r for r in results), results
+    assert stats.stalls == 1 and stats.orphans == 0
+    assert took < 3 * 300 * 0.02 * 0.2  # well before a second full answer time after the first
+
+
+async def test_answers_preempted_back_to_the_queue_are_not_cut(anyio_backend: str) -> None:
+    # A KV budget for about four answers: the server preempts the newest back to its queue, where
+    # they wait silent while the others stream. The preemption counter excuses them.
+    with SimulatorThread(paced_config(kv_cache_tokens=1400)) as sim:
+        client = AsyncOpenAI(api_key="EMPTY", base_url=sim.base_url, **library_settings(0.2))
+        results = await many(client, 8, 300)
+        stats = client.stats()
+        await client.close()
+        async with httpx.AsyncClient() as http:
+            load = parse_metrics((await http.get(f"{sim.url}/metrics")).text, scraped_at=0.0)
+    assert all(isinstance(r, str) and r for r in results), results
+    assert load is not None and load.preemptions  # the server did preempt
+    assert stats.stalls == 0 and stats.retries == 0
 
 
 async def test_an_idle_client_sends_no_polls(anyio_backend: str) -> None:

@@ -8,8 +8,9 @@ Two independent reasons stop new calls:
   Only fresh metrics hold: a load older than ``stale_after`` seconds is ignored, and with no fresh
   load every hold is released and the breaker falls back to failures alone.
 * **Open** (failures): ``failure_threshold`` consecutive failures open it for ``open_cooldown``
-  seconds; then it lets ``half_open_probes`` calls through (half-open). That many successes close it;
-  a failure re-opens it with the cooldown doubled, up to ``max_cooldown``.
+  seconds; then it lets ``half_open_probes`` calls through (half-open). That many successes close it
+  (a probe succeeds when its answer begins: :meth:`Breaker.on_answering`); a failure re-opens it with
+  the cooldown doubled, up to ``max_cooldown``.
 
 The state is a function of the events seen and of the clock: the cooldown ending and metrics going
 stale are noticed when the breaker is next asked (no timers, nothing sleeps). All time values are in
@@ -191,6 +192,14 @@ class Breaker:
                 self._closed_reason = f"{self._probe_successes} probe call(s) succeeded"
         self._consecutive_failures = 0
         self._publish()
+
+    def on_answering(self) -> None:
+        """An attempt's answer began (a response and its first event): in half-open, a probe succeeded.
+
+        A probe need not be generated to its end to show that the server is back; in closed states
+        this changes nothing (the answer's end reports :meth:`on_success`)."""
+        if self._failures == "half_open":
+            self.on_success()
 
     def on_failure(self, kind: FailureKind) -> None:
         """An attempt failed in a way that says the server is down or overloaded.

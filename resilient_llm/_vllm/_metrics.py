@@ -52,11 +52,21 @@ WAITING_METRIC = "vllm:num_requests_waiting"
 #: Current name first; the older one is read only when the current one is absent.
 KV_CACHE_USAGE_METRICS = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 
-_FAMILIES = (RUNNING_METRIC, WAITING_METRIC, *KV_CACHE_USAGE_METRICS)
+#: A counter: requests preempted back to the queue. Its samples are ``..._total``; depending on how
+#: the exposition names the family, the parser reports it under either name.
+PREEMPTIONS_METRIC = "vllm:num_preemptions"
+_PREEMPTIONS_TOTAL = f"{PREEMPTIONS_METRIC}_total"
+
+_GAUGES = (RUNNING_METRIC, WAITING_METRIC, *KV_CACHE_USAGE_METRICS)
+#: family name as parsed → (the name it is read as, the sample name that carries its value)
+_READ_AS = {name: (name, name) for name in _GAUGES} | {
+    PREEMPTIONS_METRIC: (PREEMPTIONS_METRIC, _PREEMPTIONS_TOTAL),
+    _PREEMPTIONS_TOTAL: (PREEMPTIONS_METRIC, _PREEMPTIONS_TOTAL),
+}
 # Sample lines start with the name followed by ``{`` or a space; metadata lines with ``# HELP name`` or
 # ``# TYPE name``. An exact-name prefix keeps e.g. ``vllm:num_requests_waiting_by_reason`` out.
 _LINE_PREFIXES = tuple(
-    prefix for name in _FAMILIES for prefix in (f"{name}{{", f"{name} ", f"# HELP {name} ", f"# TYPE {name} ")
+    prefix for name in _READ_AS for prefix in (f"{name}{{", f"{name} ", f"# HELP {name} ", f"# TYPE {name} ")
 )
 
 #: Engine key for series that carry no ``engine`` label (servers that run one engine and say nothing).
@@ -107,12 +117,14 @@ def combine_engines(per_engine: Mapping[str, ServerLoad], *, scraped_at: float) 
     """One server-wide load: running and waiting summed, KV usage the mean of the engines reporting it."""
     loads = per_engine.values()
     kv = [load.kv_cache_usage for load in loads if load.kv_cache_usage is not None]
+    preempted = [load.preemptions for load in loads if load.preemptions is not None]
     return ServerLoad(
         running=sum(load.running for load in loads),
         waiting=sum(load.waiting for load in loads),
         kv_cache_usage=math.fsum(kv) / len(kv) if kv else None,
         engines=sum(load.engines for load in loads),
         scraped_at=scraped_at,
+        preemptions=sum(preempted) if preempted else None,
     )
 
 
@@ -132,6 +144,7 @@ def parse_metrics_by_engine(text: str, *, scraped_at: float) -> dict[str, Server
         return None
     kv_name = next((name for name in KV_CACHE_USAGE_METRICS if name in gauges), None)
     kv_by_engine = gauges[kv_name] if kv_name is not None else {}
+    preempted_by_engine = gauges.get(PREEMPTIONS_METRIC, {})
 
     engines: list[str] = []
     for name in (RUNNING_METRIC, WAITING_METRIC):
@@ -144,12 +157,14 @@ def parse_metrics_by_engine(text: str, *, scraped_at: float) -> dict[str, Server
             logger.debug("bad request gauges for engine %r: running=%r waiting=%r", engine, running, waiting)
             return None
         kv = kv_by_engine.get(engine)
+        preempted = preempted_by_engine.get(engine)
         loads[engine] = ServerLoad(
             running=round(running),
             waiting=round(waiting),
             kv_cache_usage=kv if kv is not None and math.isfinite(kv) and kv >= 0 else None,
             engines=1,
             scraped_at=scraped_at,
+            preemptions=round(preempted) if preempted is not None and _is_count(preempted) else None,
         )
     return loads
 
@@ -160,14 +175,18 @@ def _relevant_lines(text: str) -> str:
 
 
 def _read_gauges(text: str) -> dict[str, dict[str, float]]:
-    """family name → engine → value summed over the family's other labels (e.g. ``model_name``)."""
+    """family name → engine → value summed over the family's other labels (e.g. ``model_name``).
+
+    The preemptions counter is read too, under :data:`PREEMPTIONS_METRIC`."""
     gauges: dict[str, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
-        if family.name not in _FAMILIES:
+        read_as = _READ_AS.get(family.name)
+        if read_as is None:
             continue
-        by_engine = gauges.setdefault(family.name, {})
+        name, wanted = read_as
+        by_engine = gauges.setdefault(name, {})
         for sample in family.samples:
-            if sample.name != family.name:
+            if sample.name != wanted:
                 continue
             engine = sample.labels.get("engine", NO_ENGINE_LABEL)
             by_engine[engine] = by_engine.get(engine, 0.0) + float(sample.value)

@@ -38,6 +38,7 @@ import sniffio
 
 from .._clock import Clock
 from .._events import EventHook, MetricsAvailability, OrphansAborted, emit
+from .._hedge import MIN_PACE_READS, Pace
 from .._load import ServerLoad
 from .._policies._breaker_config import BreakerConfig
 from .._watch import Finished, Watch, Watches
@@ -52,6 +53,8 @@ IDLE_POLLS: Final = 2
 #: A server without vLLM metrics is checked again after this long, doubled each time up to the cap.
 ABSENT_RECHECK: Final = 60.0
 ABSENT_RECHECK_MAX: Final = 600.0
+#: An answer silent mid-way for this many of the server's typical gaps between two reads is cut.
+SILENT_READS: Final = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +83,12 @@ class ServerMonitor:
         busy: Callable[[], bool],
         clock: Clock,
         hooks: Sequence[EventHook] = (),
+        pace: Pace | None = None,
     ) -> None:
         self._config = config
+        self._pace = pace
+        self._preemptions: int | None = None  # the server's running total at the last scrape
+        self._preempted_at = -math.inf  # the last scrape that saw it grow
         self.server = server
         self._scrape = scrape
         self._on_load = on_load
@@ -241,6 +248,48 @@ class ServerMonitor:
                 self._abort_orphans(load, self._detector, grace)
         if load.waiting and self._watches:
             self._excuse_queued(load)
+        if self._pace is not None:
+            self._cut_silent_answers(load, self._pace)
+
+    def _cut_silent_answers(self, load: ServerLoad, pace: Pace) -> None:
+        """Answers that stopped mid-way while the server's others kept coming: cut, to be retried.
+
+        vLLM sends each running request's tokens as it makes them, so an answer that started and then
+        went silent for ``SILENT_READS`` of the server's typical gaps between two reads (at least two
+        polls), while the server's other answers were read well after it went silent, was forgotten
+        mid-way (a ghost: generated, never sent) — unless the server preempted it back to its queue,
+        which its ``vllm:num_preemptions`` counter shows: no answer silent since a preemption is cut.
+        A server that pauses as a whole (a long prefill step) pauses every answer: nothing is cut.
+        Only answers nobody has seen yet (non-streaming calls, streamed under the hood) are judged.
+        """
+        previous, self._preemptions = self._preemptions, load.preemptions
+        if previous is not None and load.preemptions is not None and load.preemptions > previous:
+            self._preempted_at = load.scraped_at
+        read_gap = pace.read_gap
+        if read_gap is None or pace.reads < MIN_PACE_READS or not self._watches:
+            return
+        poll = self._config.poll_interval
+        limit = max(SILENT_READS * read_gap, 2 * poll)
+        now = self._clock()
+        cut = 0
+        for w in self._watches:
+            if not w.paced or w.first_byte_at is None or w.orphaned or w.cut_after is not None:
+                continue
+            silent_for = now - w.silent_since
+            if (
+                silent_for >= limit
+                and pace.last_at - w.silent_since >= limit / 2
+                and self._preempted_at < w.silent_since - poll
+            ):
+                w.cut_silent(silent_for)
+                cut += 1
+        if cut:
+            logger.info(
+                "%s: %d answer(s) silent for over %.2fs mid-way while its others kept coming: cut to retry",
+                self.server,
+                cut,
+                limit,
+            )
 
     def _learn(self, load: ServerLoad, finished: Sequence[Finished], lag: LagTracker) -> float:
         """One scrape for the lag tracker: the grace the orphan rule gets for it (``_vllm/_lag.py``).
