@@ -113,9 +113,9 @@ def test_report_contents() -> None:
     assert report.version == "0.32.0"
     assert report.models == ("openai/gpt-oss-20b (max_model_len 8192)",)
     assert report.engines is not None
-    assert report.engines["0"] == ServerLoad(30, 5, 0.75, 1, 0.0)
-    assert report.engines["1"] == ServerLoad(18, 0, 0.25, 1, 0.0)
-    assert report.total == ServerLoad(48, 5, 0.5, 2, 0.0)
+    assert report.engines["0"] == ServerLoad(30, 5, 0.75, 1, 0.0, preemptions=3)
+    assert report.engines["1"] == ServerLoad(18, 0, 0.25, 1, 0.0, preemptions=0)
+    assert report.total == ServerLoad(48, 5, 0.5, 2, 0.0, preemptions=3)
     assert report.errors == {}
 
 
