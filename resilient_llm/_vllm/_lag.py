@@ -96,6 +96,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -172,9 +173,10 @@ class LagTracker:
     """
 
     __slots__ = (
+        "_abandoned",
+        "_answered",
         "_appear",
         "_cohorts",
-        "_ends",
         "_frontier",
         "_grace",
         "_headroom",
@@ -207,7 +209,10 @@ class LagTracker:
         self._samples: deque[_Sample] = deque(maxlen=_MAX_KEPT)
         self._leave: deque[tuple[float, float]] = deque(maxlen=_MAX_KEPT)  # (at, seconds)
         self._others: deque[tuple[float, int]] = deque(maxlen=_MAX_KEPT)  # (at, excess)
-        self._ends: list[tuple[float, bool]] = []  # (ended_at, abandoned) of recent ends
+        # Recent ends, answered and abandoned, each sorted by ``ended_at``: a scrape counts and drops them
+        # by bisection (at a thousand calls a second, scanning them all at every scrape cost the most).
+        self._answered: list[float] = []
+        self._abandoned: list[float] = []
         self._unconfirmed: list[float] = []  # answered ends not yet seen gone from the count
         self._served: list[tuple[float, float]] = []  # (sent, started) of answered ends not yet sampled
         self._cohorts: list[_Cohort] = []  # crossed, with attempts in doubt
@@ -254,7 +259,7 @@ class LagTracker:
         now = load.scraped_at
         opened = sorted(((sent, started) for sent, started in attempts if sent <= now), key=lambda a: a[0])
         for end in ended:
-            self._ends.append((end.ended_at, end.abandoned))
+            insort(self._abandoned if end.abandoned else self._answered, end.ended_at)
             if end.abandoned:
                 self._void_until = max(self._void_until, end.ended_at)
                 self._settle(end.sent_at, None)
@@ -277,7 +282,9 @@ class LagTracker:
             self._confirm_leaves(now)
         leave = min(self._max, self._max if self.leave_lag is None else self.leave_lag)
         leave_abandoned = max(leave, self._min)
-        recent = sum(1 for at, gave_up in self._ends if at > now - (leave_abandoned if gave_up else leave))
+        recent = _count_after(self._answered, now - leave) + _count_after(
+            self._abandoned, now - leave_abandoned
+        )
         if active - n - recent > 0:  # rule 3
             self._others.append((now, active - n - recent))
         foreign = max((excess for _, excess in self._others), default=0)
@@ -310,7 +317,8 @@ class LagTracker:
         """Forget everything learned (the server restarted, or the URL changed)."""
         for kept in (self._samples, self._leave, self._others):
             kept.clear()
-        self._ends.clear()
+        self._answered.clear()
+        self._abandoned.clear()
         self._unconfirmed.clear()
         self._served.clear()
         self._cohorts.clear()
@@ -336,7 +344,8 @@ class LagTracker:
         for kept in (self._leave, self._others):
             while kept and kept[0][0] < horizon:
                 kept.popleft()
-        self._ends = [(at, gave_up) for at, gave_up in self._ends if at > now - self._max]  # any order
+        for ends in (self._answered, self._abandoned):
+            del ends[: bisect_right(ends, now - self._max)]
         self._unconfirmed = [at for at in self._unconfirmed if at >= horizon]
         self._served = [(sent, started) for sent, started in self._served if sent >= horizon]
         self._cohorts = [cohort for cohort in self._cohorts if cohort.at >= horizon]
@@ -413,3 +422,8 @@ class LagTracker:
             nearest = 2 * min(s.cohort for s in covering)
             bounds.append(max(s.bound for s in covering if s.cohort <= nearest))
         return min(bounds, default=None)
+
+
+def _count_after(ends: list[float], since: float) -> int:
+    """How many of ``ends`` (sorted) are later than ``since``."""
+    return len(ends) - bisect_right(ends, since)

@@ -47,6 +47,8 @@ from ._orphans import OrphanDetector
 
 logger = logging.getLogger("resilient_llm.monitor")
 
+_running_loop = asyncio._get_running_loop  # None outside an asyncio loop; a C function, no exception
+
 #: Polls go on this many intervals after the last call finished (the breaker's view stays fresh
 #: for calls that come in bursts).
 IDLE_POLLS: Final = 2
@@ -121,9 +123,11 @@ class ServerMonitor:
     # --- lifecycle -------------------------------------------------------------------------------
     def ensure_running(self) -> None:
         """Start polling on the running event loop unless it already runs there (cheap when it does)."""
+        if self._done is not None and self._owner is _running_loop():
+            return  # running in this asyncio loop: every call comes here, so no backend detection
         owner = _current_owner()
         if self._done is not None and owner is self._owner:
-            return  # running in this loop
+            return  # running in this loop (trio)
         if self._clock() < self._absent_until:
             return  # a server without vLLM metrics: not before the next re-check
         self._owner = owner
