@@ -20,7 +20,9 @@ logged and polling goes on.
 Politeness to servers that are not vLLM. A scrape that gets a 404 (or another 4xx), a body that is not
 Prometheus text, or Prometheus text without vLLM's gauges means the server has no vLLM metrics (OpenAI
 itself, a gateway, a mock): that is said once at INFO, and the server is checked again only after a
-minute, then after two, four... up to ten minutes — never more than a few requests an hour. A scrape
+minute, then after two, four... up to ten minutes — never more than a few requests an hour. In between
+the task still runs while calls are in flight, without a request: it judges the answers' silences
+against the server's pace (:meth:`ServerMonitor._cut_silent_answers`). A scrape
 that fails or times out is a normal condition of a busy or restarting server: polling goes on.
 """
 
@@ -128,7 +130,7 @@ class ServerMonitor:
         owner = _current_owner()
         if self._done is not None and owner is self._owner:
             return  # running in this loop (trio)
-        if self._clock() < self._absent_until:
+        if self._clock() < self._absent_until and self._pace is None:
             return  # a server without vLLM metrics: not before the next re-check
         self._owner = owner
         self._done = anyio.Event()
@@ -172,22 +174,28 @@ class ServerMonitor:
         idle = 0
         while idle <= IDLE_POLLS:
             try:
-                result = await self._scrape()
-                self.scrapes += 1
-                if result.absent:
-                    self._went_absent(result.detail)
-                    return
-                self._absent_wait = ABSENT_RECHECK
-                self._note_availability(result)
-                self.last_load = result.load
-                self._on_load(result.load)
-                if result.load is not None:
-                    self._check_watches(result.load)
+                if self._clock() >= self._absent_until:
+                    await self._scrape_once()
+                elif self._pace is not None:  # no metrics to read: the answers' pace is judged alone
+                    self._cut_silent_answers(None, self._pace)
             except Exception:  # a bug here must neither stop the monitor nor leave calls held
                 logger.exception("server monitor for %s: handling a scrape failed", self.server)
                 self._on_idle()
             idle = 0 if self._busy() else idle + 1
             await self._clock.sleep(interval)
+
+    async def _scrape_once(self) -> None:
+        result = await self._scrape()
+        self.scrapes += 1
+        if result.absent:
+            self._went_absent(result.detail)
+            return
+        self._absent_wait = ABSENT_RECHECK
+        self._note_availability(result)
+        self.last_load = result.load
+        self._on_load(result.load)
+        if result.load is not None:
+            self._check_watches(result.load)
 
     def _went_absent(self, detail: str) -> None:
         wait = self._absent_wait
@@ -255,7 +263,7 @@ class ServerMonitor:
         if self._pace is not None:
             self._cut_silent_answers(load, self._pace)
 
-    def _cut_silent_answers(self, load: ServerLoad, pace: Pace) -> None:
+    def _cut_silent_answers(self, load: ServerLoad | None, pace: Pace) -> None:
         """Answers that stopped mid-way while the server's others kept coming: cut, to be retried.
 
         vLLM sends each running request's tokens as it makes them, so an answer that started and then
@@ -265,10 +273,13 @@ class ServerMonitor:
         which its ``vllm:num_preemptions`` counter shows: no answer silent since a preemption is cut.
         A server that pauses as a whole (a long prefill step) pauses every answer: nothing is cut.
         Only answers nobody has seen yet (non-streaming calls, streamed under the hood) are judged.
+        Without ``/metrics`` (``load`` None: a server that has none) the rule runs at each poll
+        interval all the same, with no preemption to go by.
         """
-        previous, self._preemptions = self._preemptions, load.preemptions
-        if previous is not None and load.preemptions is not None and load.preemptions > previous:
-            self._preempted_at = load.scraped_at
+        if load is not None:
+            previous, self._preemptions = self._preemptions, load.preemptions
+            if previous is not None and load.preemptions is not None and load.preemptions > previous:
+                self._preempted_at = load.scraped_at
         read_gap = pace.read_gap
         if read_gap is None or pace.reads < MIN_PACE_READS or not self._watches:
             return
