@@ -110,10 +110,15 @@ def paced_config(**kw: Any) -> SimulatorConfig:
     return sim_config(**{"capacity": 8, "time_scale": 0.2, "tick": 0.005, **kw})
 
 
-async def test_an_answer_forgotten_mid_way_is_cut_at_the_servers_pace(anyio_backend: str) -> None:
+@pytest.mark.parametrize("metrics", [True, False])
+async def test_an_answer_forgotten_mid_way_is_cut_at_the_servers_pace(
+    anyio_backend: str, metrics: bool
+) -> None:
     # The fourth answer streams half its tokens and goes silent while the server generates the rest
-    # (still counted running): the orphan rule cannot see it until the server is done with it.
-    with SimulatorThread(paced_config(fault_script=["none"] * 3 + ["ghost"])) as sim:
+    # (still counted running): the orphan rule cannot see it until the server is done with it. Without
+    # /metrics (every scrape a 404) the monitor judges the silence all the same.
+    faults = {} if metrics else {"metrics_missing": 1.0}
+    with SimulatorThread(paced_config(fault_script=["none"] * 3 + ["ghost"], faults=faults)) as sim:
         client = AsyncOpenAI(api_key="EMPTY", base_url=sim.base_url, **library_settings(0.2))
         start = time.monotonic()
         results = await many(client, 8, 300)
