@@ -224,10 +224,25 @@ def test_cooldown_doubles_per_reopen_up_to_the_maximum() -> None:
         cooldowns.append(cooldown)
         clock.now += cooldown
         assert state_of(breaker) == "half_open"
-        breaker.on_failure("server")  # the probe fails
+        breaker.on_failure("connect")  # the probe gets no answer
         assert state_of(breaker) == "open"
     assert cooldowns == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
-    assert breaker.reason == "a probe call failed (server); cooldown 10s"
+    assert breaker.reason == "a probe call failed (connect); cooldown 10s"
+
+
+def test_a_probe_the_server_answered_with_an_error_keeps_the_cooldown() -> None:
+    clock = FakeClock()
+    breaker, _ = make(clock, failure_threshold=1, open_cooldown=1.0, max_cooldown=10.0)
+    breaker.on_failure("connect")
+    clock.now += 1.0
+    breaker.on_failure("timeout")  # no answer: doubled
+    assert breaker.retry_in() == 2.0
+    for _ in range(3):  # answered with an error (the server is up): the same again
+        clock.now += 2.0
+        assert state_of(breaker) == "half_open"
+        breaker.on_failure("server")
+        assert breaker.retry_in() == 2.0
+    assert breaker.reason == "a probe call failed (server); cooldown 2s"
 
 
 def test_closing_resets_the_cooldown() -> None:

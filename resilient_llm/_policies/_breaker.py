@@ -10,7 +10,8 @@ Two independent reasons stop new calls:
 * **Open** (failures): ``failure_threshold`` consecutive failures open it for ``open_cooldown``
   seconds; then it lets ``half_open_probes`` calls through (half-open). That many successes close it
   (a probe succeeds when its answer begins: :meth:`Breaker.on_answering`); a failure re-opens it with
-  the cooldown doubled, up to ``max_cooldown``.
+  the cooldown doubled, up to ``max_cooldown`` — kept as it was when the server answered the probe
+  with an error (it is up: only that request failed).
 
 The state is a function of the events seen and of the clock: the cooldown ending and metrics going
 stale are noticed when the breaker is next asked (no timers, nothing sleeps). All time values are in
@@ -214,7 +215,10 @@ class Breaker:
             if self._consecutive_failures >= self._config.failure_threshold:
                 self._open(now, f"{self._consecutive_failures} consecutive failures (last: {kind})")
         elif self._failures == "half_open":
-            self._reopens += 1
+            # A probe the server answered with an error (a 5xx, an error in its stream) shows it is up:
+            # another round of probes after the same cooldown. One that got no answer doubles it.
+            if kind != "server":
+                self._reopens += 1
             self._open(now, f"a probe call failed ({kind})")
         self._publish()
 
