@@ -312,7 +312,7 @@ class Engine:
                             self._release(lane, lease, shared)
                         state.last_error = exc
                         delay = await self._plan_retry(
-                            settings, plan, exc, state, deadline_at, replica, shared
+                            settings, plan, exc, state, deadline_at, replica, shared, att.events > 0
                         )
                         state.phase = "backoff"
                         await self.clock.sleep(delay)
@@ -462,7 +462,7 @@ class Engine:
     def _stream_closed(self, replica: Replica, exc: BaseException | None) -> None:
         self.limiter.release(replica.lane)
         if isinstance(exc, (StallError, OrphanedRequestError)):
-            self._count_failure(exc, replica)
+            self._count_failure(exc, replica, answered=True)
 
     def _leased_stream_closed(
         self, replica: Replica, lease: Lease, shared: SharedLimits, exc: BaseException | None
@@ -471,7 +471,8 @@ class Engine:
         self._stream_closed(replica, exc)
 
     # --- failures and retries -------------------------------------------------------------------
-    def _count_failure(self, exc: APIError, replica: Replica) -> None:
+    def _count_failure(self, exc: APIError, replica: Replica, *, answered: bool = False) -> None:
+        """Count a failed attempt; ``answered``: its answer had begun (see ``Breaker.on_failure``)."""
         c = self.counters
         replica.failures += 1
         kind: Literal["connect", "timeout", "server"] | None = None
@@ -489,7 +490,7 @@ class Engine:
         elif isinstance(exc, APIConnectionError):
             kind = "connect"
         if kind is not None and replica.breaker is not None:
-            replica.breaker.on_failure(kind)
+            replica.breaker.on_failure(kind, answered=answered)
 
     def _usable_elsewhere(self, replica: Replica, model: str | None) -> bool:
         """Whether another replica could take this call now (its breaker lets calls in)."""
@@ -506,9 +507,10 @@ class Engine:
         deadline_at: float,
         replica: Replica,
         shared: SharedLimits | None,
+        answered: bool = False,
     ) -> float:
         """The delay before the next attempt, or raise: not retryable, out of retries, budget or time."""
-        self._count_failure(exc, replica)
+        self._count_failure(exc, replica, answered=answered)
         wait_at_least = self._retry_verdict(exc)
         if isinstance(exc, ServerUnreachable) and self._usable_elsewhere(replica, plan.model):
             # The request reached no server, and another replica is there: it goes on at once.
@@ -648,7 +650,7 @@ class _Hedger:
         try:
             result = await copy(att)
         except APIError as exc:
-            engine._count_failure(exc, replica)
+            engine._count_failure(exc, replica, answered=att.events > 0)
             raise
         finally:
             engine._release(lane, lease, shared)

@@ -230,6 +230,21 @@ def test_cooldown_doubles_per_reopen_up_to_the_maximum() -> None:
     assert breaker.reason == "a probe call failed (connect); cooldown 10s"
 
 
+def test_a_probe_whose_answer_began_closes_it_and_its_later_failure_does_not_reopen() -> None:
+    clock = FakeClock()
+    breaker, _ = make(clock, failure_threshold=1, half_open_probes=2)
+    breaker.on_failure("connect")
+    clock.now += breaker.retry_in() or 0.0
+    assert state_of(breaker) == "half_open"
+    breaker.on_answering()  # the first probe's first token
+    breaker.on_failure("timeout", answered=True)  # then it stalled mid-way: still a probe that succeeded
+    assert state_of(breaker) == "half_open"
+    breaker.on_answering()
+    assert state_of(breaker) == "closed"
+    breaker.on_answering()  # in closed, nothing
+    assert state_of(breaker) == "closed"
+
+
 def test_a_probe_the_server_answered_with_an_error_keeps_the_cooldown() -> None:
     clock = FakeClock()
     breaker, _ = make(clock, failure_threshold=1, open_cooldown=1.0, max_cooldown=10.0)

@@ -202,11 +202,13 @@ class Breaker:
         if self._failures == "half_open":
             self.on_success()
 
-    def on_failure(self, kind: FailureKind) -> None:
+    def on_failure(self, kind: FailureKind, *, answered: bool = False) -> None:
         """An attempt failed in a way that says the server is down or overloaded.
 
         ``kind``: ``"connect"`` (refused or reset), ``"timeout"`` (stalled) or ``"server"`` (5xx).
-        Failures reported while open (calls started earlier) change nothing.
+        ``answered``: the attempt's answer had begun — in half-open that was a probe's success
+        (:meth:`on_answering`), which its later failure does not undo. Failures reported while open
+        (calls started earlier) change nothing.
         """
         now = self._clock()
         self._refresh(now)
@@ -214,7 +216,7 @@ class Breaker:
             self._consecutive_failures += 1
             if self._consecutive_failures >= self._config.failure_threshold:
                 self._open(now, f"{self._consecutive_failures} consecutive failures (last: {kind})")
-        elif self._failures == "half_open":
+        elif self._failures == "half_open" and not answered:
             # A probe the server answered with an error (a 5xx, an error in its stream) shows it is up:
             # another round of probes after the same cooldown. One that got no answer doubles it.
             if kind != "server":
