@@ -27,6 +27,7 @@ Pure but for :func:`race`: no clock, no I/O; the reader passes the time.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -38,6 +39,9 @@ T = TypeVar("T")
 
 #: A server's pace is measured over its last this many reads, of all its answers.
 WINDOW = 64
+#: An answer's own pace is measured over its last this many reads (the same recent stretch of time as
+#: the server's: a server whose load changes changes both).
+OWN_WINDOW = 16
 #: An answer is judged only after this many reads of its own (a short answer is never hedged)...
 MIN_READS = 16
 #: ...and this many reads of the server's answers (its pace is known).
@@ -89,40 +93,38 @@ class Pace:
 class AnswerPace:
     """One answer's pace against its server's: :meth:`heard` says when it is slow."""
 
-    __slots__ = ("_first_at", "_first_events", "_last_at", "_last_events", "_pace", "_slowdown", "reads")
+    __slots__ = ("_marks", "_pace", "_slowdown", "reads")
 
     def __init__(self, pace: Pace, slowdown: float) -> None:
         self._pace = pace
         self._slowdown = slowdown
-        self._first_at: float | None = None
-        self._first_events = 0
-        self._last_at = 0.0
-        self._last_events = 0
+        #: (time, events) at its last reads: its own pace over the same recent stretch as the server's
+        self._marks: deque[tuple[float, int]] = deque(maxlen=OWN_WINDOW + 1)
         self.reads = 0
 
     @property
     def gap(self) -> float | None:
-        """This answer's time per token since its first read (``None`` before its second)."""
-        if self._first_at is None or self._last_events <= self._first_events:
+        """This answer's time per token over its last ``OWN_WINDOW`` reads (``None`` before two)."""
+        marks = self._marks
+        if len(marks) < 2:
             return None
-        return (self._last_at - self._first_at) / (self._last_events - self._first_events)
+        (first_at, first_events), (last_at, last_events) = marks[0], marks[-1]
+        return (last_at - first_at) / (last_events - first_events)
 
     def heard(self, now: float, events: int) -> bool:
         """A read at ``now`` brought the answer to ``events`` events: whether it is now slow.
 
         The first read only starts the clock (the time before it is the server's queue and prefill).
         """
-        if self._first_at is None:
-            self._first_at, self._first_events = now, events
-            self._last_at, self._last_events = now, events
-            return False
-        new = events - self._last_events
-        if new <= 0:
-            return False
+        marks = self._marks
+        if marks:
+            last_at, last_events = marks[-1]
+            if events <= last_events:
+                return False
+            self._pace.observe(now - last_at, events - last_events, at=now)
+            self.reads += 1
+        marks.append((now, events))
         pace = self._pace
-        pace.observe(now - self._last_at, new, at=now)
-        self._last_at, self._last_events = now, events
-        self.reads += 1
         if self.reads < MIN_READS or pace.reads < MIN_PACE_READS:
             return False
         typical, own = pace.gap, self.gap
