@@ -8,13 +8,16 @@ whichever answer completes first; the other is cancelled (its connection closed:
 
 How slow is slow is learned, not configured in seconds:
 
-* :class:`Pace` is, per server, the typical time between two tokens of one answer: an exponential
-  moving average over every read of every answer (``PACE_WEIGHT`` per read). A read's gap is clipped at
-  ``CLIP`` × the average before it is averaged in, so one slow answer barely moves it, while a server
-  that slows down as a whole (a larger batch) moves it within a few reads of each of its answers.
-* :class:`AnswerPace` is one answer's own recent gap (a shorter average, ``OWN_WEIGHT``). The answer
-  is slow when, after at least ``MIN_READS`` reads of its own and ``MIN_PACE_READS`` of the server's,
-  its gap is more than ``slowdown`` × the server's.
+* :class:`Pace` is, per server, the typical time per token of an answer: over the last ``WINDOW``
+  reads of all its answers, the time they covered over the tokens they brought. One slow answer among
+  others (its reads are the rarer ones) barely moves it; a server that slows down as a whole (a larger
+  batch) moves it within a few reads of each answer; an answer read alone is its own pace, so it is
+  never judged slow against itself. The monitor also uses it (``read_gap``, ``last_at``) to judge an
+  answer that went silent mid-way (``_vllm/_monitor.py``).
+* :class:`AnswerPace` is one answer's own time per token over its last ``OWN_WINDOW`` reads: the same
+  recent stretch the server's pace covers, so an answer that began while the server was busier is not
+  judged by its slower past. The answer is slow when, after at least ``MIN_READS`` reads of its own and
+  ``MIN_PACE_READS`` of the server's, that is more than ``slowdown`` × the server's.
 
 Only non-streaming calls are hedged (nothing has reached the caller, so either answer will do), at most
 once per attempt, and each hedge takes a retry from the retry budget: a server on which every answer
