@@ -56,9 +56,10 @@ errors).
    of the nearest size (``k`` within twice the smallest) give their largest ``b``; every other sample
    gives ``b · max(P/k, W/a)``. ``appear_lag`` is the smallest of these; with no sample, none.
 7. *Grace.* ``clamp(appear_lag, min_grace, max_grace)``; ``max_grace`` without a bound: before any
-   evidence, and at a larger load than any seen (extrapolated past it). It never decreases while
-   ``A < n + F + E``; a scrape where every open attempt is counted ends that run, as it ends the orphan
-   rule's (whose deficit is at most ``n − A ≤ 0`` then).
+   evidence, and at a larger load than any seen (extrapolated past it). A grace drawn from evidence
+   never decreases while ``A < n + F + E``; a scrape where every open attempt is counted ends that run,
+   as it ends the orphan rule's (whose deficit is at most ``n − A ≤ 0`` then). The ``max_grace`` given
+   before any evidence binds no later scrape: once evidence comes in, the grace drawn from it applies.
 
 Guarantees
 ----------
