@@ -142,7 +142,9 @@ async def test_answers_preempted_back_to_the_queue_are_not_cut(anyio_backend: st
             load = parse_metrics((await http.get(f"{sim.url}/metrics")).text, scraped_at=0.0)
     assert all(isinstance(r, str) and r for r in results), results
     assert load is not None and load.preemptions  # the server did preempt
-    assert stats.stalls == 0 and stats.retries == 0
+    # None is cut as silent (a stall). The orphan rule may still retry one under load (its own grace
+    # for an answer that fell silent mid-way; a false orphan is retried, never lost): not this rule's.
+    assert stats.stalls == 0, stats
 
 
 async def test_an_idle_client_sends_no_polls(anyio_backend: str) -> None:
