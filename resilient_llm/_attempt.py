@@ -294,10 +294,13 @@ async def _read_events(
     """Read the stream into ``assembler`` to its end, or until ``pace`` finds the answer slow."""
     clock = att.clock
     while True:
-        fresh = not reader.buffered
-        item = await reader.next()
+        item = reader.take()  # the rest of one read's events, without a coroutine per event
+        fresh = False
         if item is None:
-            return _ENDED
+            fresh = not reader.buffered
+            item = await reader.next()
+            if item is None:
+                return _ENDED
         att.events += 1
         if fresh:  # events that came in one read are heard once
             w.heard()

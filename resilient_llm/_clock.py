@@ -24,11 +24,15 @@ import anyio
 _running_loop = asyncio._get_running_loop  # None outside an asyncio loop; a C function, no exception
 
 
+_monotonic = time.monotonic
+_ASYNCIO_TIME = asyncio.BaseEventLoop.time  # time.monotonic(); uvloop and others keep their own
+
+
 def now() -> float:
     """The event loop's clock (monotonic seconds)."""
     loop = _running_loop()
     if loop is not None:
-        return loop.time()
+        return _monotonic() if type(loop).time is _ASYNCIO_TIME else loop.time()
     try:
         return anyio.current_time()  # trio (or another anyio backend)
     except RuntimeError:  # anyio.NoEventLoopError (older anyio: sniffio.AsyncLibraryNotFoundError)
@@ -52,8 +56,8 @@ class SystemClock:
 
     __slots__ = ()
 
-    def __call__(self) -> float:
-        return now()
+    # ``now`` itself (no frame of its own): the clock is read several times per call.
+    __call__ = staticmethod(now)
 
     def wall(self) -> float:
         return time.time()

@@ -26,6 +26,10 @@ class Pacer:
     def __init__(self) -> None:
         self._last = perf_counter()
 
+    def due(self) -> bool:
+        """Whether the next :meth:`tick` would await a checkpoint."""
+        return perf_counter() - self._last >= SLICE
+
     async def tick(self) -> None:
         """Await a checkpoint if :data:`SLICE` seconds passed since the last one."""
         if perf_counter() - self._last >= SLICE:

@@ -130,6 +130,16 @@ class EventReader:
             return None
         return self._ready.popleft()
 
+    def take(self) -> Event | None:
+        """The next event if it is already here and no turn of the event loop is due; else ``None``.
+
+        The synchronous half of :meth:`next`, for a loop over the events of one read: when it gives
+        ``None``, ``await next()`` reads (or yields the turn that is due) as usual.
+        """
+        if self._ready and not self._pacer.due():
+            return self._ready.popleft()
+        return None
+
     async def peek(self) -> Event | None:
         """The next event without consuming it (``next`` or ``read_bytes`` still return it)."""
         await self._pacer.tick()
@@ -176,6 +186,41 @@ class EventReader:
     def _feed(self, piece: bytes) -> None:
         if self._error is not None:
             return
+        if (
+            piece[-2:] == b"\n\n"
+            and not self._partial
+            and not self._data
+            and self._name is None
+            and not self._skip_lf
+            and b"\r" not in piece
+        ):
+            self._feed_blocks(piece)
+        else:
+            self._feed_lines(piece)
+
+    def _feed_blocks(self, piece: bytes) -> None:
+        """Whole events only (the usual read of an LLM server's stream): one pass, no per-line calls.
+
+        Called with no event in progress and ``piece`` ending with a blank line, so each block between
+        blank lines is a whole event; one that is a single ``data:`` line is taken as it is, any other
+        goes through the line parser, which ends it in the same clean state.
+        """
+        ready = self._ready
+        limit = self._limit
+        try:
+            for block in piece[:-2].split(b"\n\n"):
+                if block[:6] == b"data: " and b"\n" not in block:
+                    if len(block) > limit:
+                        self._check_line(len(block))
+                    ready.append((None, block[6:]))
+                elif block:
+                    self._feed_lines(block + b"\n\n")
+                    if self._error is not None:
+                        return
+        except Exception as exc:
+            self._error = exc
+
+    def _feed_lines(self, piece: bytes) -> None:
         if self._skip_lf:
             self._skip_lf = False
             if piece[:1] == b"\n":

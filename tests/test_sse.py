@@ -274,3 +274,54 @@ def test_read_bytes_is_what_openais_own_decoder_reads_back(data: bytes) -> None:
     decoded, failed = anyio.run(main)
     assert decoded == expected[: len(decoded)]
     assert failed or len(decoded) == len(expected)
+
+
+#: Streams made mostly of whole events, so that reads often end with a blank line (the block path).
+EVENT_STREAMS = st.lists(
+    st.one_of(
+        st.binary(max_size=24).map(lambda b: b"data: " + b + b"\n\n"),
+        st.sampled_from(
+            [b"data: [DONE]\n\n", b"\n\n", b": ping\n\n", b"event: x\ndata: y\n\n", b"data: a\n"]
+        ),
+        SSE_BYTES,
+    ),
+    max_size=12,
+)
+
+
+class _LineOnlyReader(EventReader):
+    """The reader without its one-pass path for whole events."""
+
+    __slots__ = ()
+
+    def _feed(self, piece: bytes) -> None:
+        self._feed_lines(piece)
+
+
+@settings(max_examples=300, deadline=None)
+@given(blocks=EVENT_STREAMS, limit=st.sampled_from([8, 64, 1 << 20]))
+@example(blocks=[b"data: " + b"x" * 10 + b"\n\n"], limit=8)
+@example(blocks=[b"data: a\n\n\n\n", b"data: b\n\n"], limit=64)
+@example(blocks=[b"event: error\n", b"data: {}\n\n"], limit=64)
+def test_whole_event_reads_parse_as_the_line_parser_does(blocks: list[bytes], limit: int) -> None:
+    """The one-pass path for reads of whole events gives exactly what the line-by-line parser gives."""
+
+    def run(line_only: bool) -> tuple[list[Event], type[BaseException] | None]:
+        async def main() -> tuple[list[Event], type[BaseException] | None]:
+            it = iter(blocks)
+
+            async def read_some() -> bytes:
+                return next(it, b"")
+
+            reader = (_LineOnlyReader if line_only else EventReader)(read_some, max_event_bytes=limit)
+            out: list[Event] = []
+            try:
+                while (event := await reader.next()) is not None:
+                    out.append(event)
+            except Exception as exc:
+                return out, type(exc)
+            return out, None
+
+        return anyio.run(main)
+
+    assert run(line_only=False) == run(line_only=True)

@@ -10,7 +10,8 @@ redirects through ``_redirects.py``, as on the httpx transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -26,19 +27,45 @@ from ._redirects import follow
 DEFAULT_POOL_SIZE = 1000
 
 
+class _Chunks:
+    """The next raw chunk of one response (``b""`` at its end); a lost connection is a typed error.
+
+    Apart from the response wrapper, which holds it through its body reader: a bound method of the
+    wrapper there would make every response a reference cycle, left for the garbage collector.
+    """
+
+    __slots__ = ("describe", "resp")
+
+    def __init__(self, resp: aiohttp.ClientResponse, describe: Callable[[], Any]) -> None:
+        self.resp = resp
+        self.describe = describe
+
+    async def __call__(self) -> bytes:
+        error: Exception
+        try:
+            return await self.resp.content.readany()
+        except (aiohttp.ClientError, OSError) as exc:
+            error = APIConnectionError(
+                message="Connection lost while reading the response", request=self.describe()
+            )
+            cause = summarize_cause(exc)
+        self.resp.close()
+        raise error from cause
+
+
 class AiohttpResponse:
-    __slots__ = ("_body", "_method", "_resp", "_url")
+    __slots__ = ("_body", "_resp")
 
     def __init__(self, resp: aiohttp.ClientResponse, method: str, url: str, limits: Limits) -> None:
         self._resp = resp
-        self._method = method
-        self._url = url
+        describe = functools.partial(describe_request, method, url)
         self._body = BodyReader(
-            self._next_chunk, status=resp.status, headers=resp.headers, limits=limits, describe=self._describe
+            _Chunks(resp, describe),
+            status=resp.status,
+            headers=resp.headers,
+            limits=limits,
+            describe=describe,
         )
-
-    def _describe(self) -> Any:
-        return describe_request(self._method, self._url)
 
     @property
     def status(self) -> int:
@@ -47,18 +74,6 @@ class AiohttpResponse:
     @property
     def headers(self) -> Mapping[str, str]:
         return self._resp.headers
-
-    async def _next_chunk(self) -> bytes:
-        error: Exception
-        try:
-            return await self._resp.content.readany()
-        except (aiohttp.ClientError, OSError) as exc:
-            error = APIConnectionError(
-                message="Connection lost while reading the response", request=self._describe()
-            )
-            cause = summarize_cause(exc)
-        self._resp.close()
-        raise error from cause
 
     async def read(self) -> bytes:
         """The whole body; then the connection goes back to the pool, or is dropped if the body was not
@@ -93,6 +108,7 @@ class AiohttpTransport:
         self._limits = limits
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}  # per connect timeout
 
     def _get_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -117,14 +133,23 @@ class AiohttpTransport:
         connect_timeout: float | None,
     ) -> RawResponse:
         url, sent = prepare(url, headers)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, connect=connect_timeout)
+        timeout = self._timeouts.get(connect_timeout)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, connect=connect_timeout)
+            if len(self._timeouts) < 64:
+                self._timeouts[connect_timeout] = timeout
+        raw = await self._send_once(method, url, sent, content, timeout)
+        if not 300 <= raw.status < 400:
+            return raw
 
         async def send_once(
             method: str, url: str, headers: Mapping[str, str], content: bytes | None
         ) -> AiohttpResponse:
             return await self._send_once(method, url, headers, content, timeout)
 
-        return await follow(send_once, method, url, sent, content, max_redirects=self._limits.max_redirects)
+        return await follow(
+            send_once, method, url, sent, content, max_redirects=self._limits.max_redirects, first=raw
+        )
 
     async def _send_once(
         self,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from .._compat import httpx_flavour as httpx  # openai's flavour: httpx2 on openai 3.x
@@ -41,7 +42,30 @@ def describe_response(status: int, headers: Mapping[str, str], request: Any, bod
     return httpx.Response(status, headers=safe, content=body, request=request)
 
 
-def prepare(url: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+#: What :func:`prepare` made of a read-only header mapping (a client's own headers, the same object on
+#: every call) and a URL: ``(id(headers), url) -> (headers, url sent, headers sent)``. The mapping is
+#: kept so that its id cannot be reused; bounded, cleared when full.
+_PREPARED: dict[tuple[int, str], tuple[Mapping[str, str], str, Mapping[str, str]]] = {}
+_PREPARED_MAX = 64
+
+
+def prepare(url: str, headers: Mapping[str, str]) -> tuple[str, Mapping[str, str]]:
+    """:func:`prepare_headers`, computed once per URL for a read-only mapping (``MappingProxyType``)."""
+    if type(headers) is not MappingProxyType:
+        return prepare_headers(url, headers)
+    key = (id(headers), url)
+    hit = _PREPARED.get(key)
+    if hit is not None and hit[0] is headers:
+        return hit[1], hit[2]
+    sent_url, sent = prepare_headers(url, headers)
+    if len(_PREPARED) >= _PREPARED_MAX:
+        _PREPARED.clear()
+    frozen = MappingProxyType(sent)
+    _PREPARED[key] = (headers, sent_url, frozen)
+    return sent_url, frozen
+
+
+def prepare_headers(url: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     """What is sent: ``user:password@`` moved from the URL to ``Authorization: Basic`` (replacing a
     ``Bearer`` key, as httpx and openai-python do), ``Accept-Encoding`` set to what we decode, and
     header values checked (surrounding whitespace stripped; a control character inside raises

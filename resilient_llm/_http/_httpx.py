@@ -26,23 +26,52 @@ from ._body import BodyReader
 from ._redirects import follow
 
 
+class _Chunks:
+    """The next raw chunk of one response (``b""`` at its end); a lost connection is a typed error.
+
+    Apart from the response wrapper, which holds it through its body reader: a bound method of the
+    wrapper there would make every response a reference cycle, left for the garbage collector.
+    """
+
+    __slots__ = ("errors", "iterator", "resp")
+
+    def __init__(self, resp: Any, errors: tuple[type[BaseException], ...]) -> None:
+        self.resp = resp
+        self.errors = errors
+        self.iterator: AsyncIterator[bytes] | None = None
+
+    def describe(self) -> Any:
+        return describe_request(self.resp.request.method, str(self.resp.request.url))
+
+    async def __call__(self) -> bytes:
+        if self.iterator is None:
+            self.iterator = self.resp.aiter_raw()
+        error: APIConnectionError
+        try:
+            return await self.iterator.__anext__()
+        except StopAsyncIteration:
+            return b""
+        except self.errors as exc:
+            error = APIConnectionError(
+                message="Connection lost while reading the response", request=self.describe()
+            )
+            cause = summarize_cause(exc)
+        raise error from cause
+
+
 class HttpxResponse:
-    __slots__ = ("_body", "_chunks", "_errors", "_resp")
+    __slots__ = ("_body", "_chunks", "_resp")
 
     def __init__(self, resp: Any, limits: Limits, errors: tuple[type[BaseException], ...]) -> None:
         self._resp = resp
-        self._errors = errors
-        self._chunks: AsyncIterator[bytes] | None = None
+        self._chunks = chunks = _Chunks(resp, errors)
         self._body = BodyReader(
-            self._next_chunk,
+            chunks,
             status=resp.status_code,
             headers=resp.headers,
             limits=limits,
-            describe=self._describe,
+            describe=chunks.describe,
         )
-
-    def _describe(self) -> Any:
-        return describe_request(self._resp.request.method, str(self._resp.request.url))
 
     @property
     def status(self) -> int:
@@ -53,21 +82,6 @@ class HttpxResponse:
     def headers(self) -> Mapping[str, str]:
         headers: Mapping[str, str] = self._resp.headers
         return headers
-
-    async def _next_chunk(self) -> bytes:
-        if self._chunks is None:
-            self._chunks = self._resp.aiter_raw()
-        error: APIConnectionError
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            return b""
-        except self._errors as exc:
-            error = APIConnectionError(
-                message="Connection lost while reading the response", request=self._describe()
-            )
-            cause = summarize_cause(exc)
-        raise error from cause
 
     async def read(self) -> bytes:
         try:
@@ -86,7 +100,7 @@ class HttpxResponse:
         """
 
     async def aclose(self) -> None:
-        chunks, self._chunks = self._chunks, None
+        chunks, self._chunks.iterator = self._chunks.iterator, None
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -116,13 +130,18 @@ class HttpxTransport:
         connect_timeout: float | None,
     ) -> RawResponse:
         url, sent = prepare(url, headers)
+        raw = await self._send_once(method, url, sent, content, connect_timeout)
+        if not 300 <= raw.status < 400:
+            return raw
 
         async def send_once(
             method: str, url: str, headers: Mapping[str, str], content: bytes | None
         ) -> HttpxResponse:
             return await self._send_once(method, url, headers, content, connect_timeout)
 
-        return await follow(send_once, method, url, sent, content, max_redirects=self._limits.max_redirects)
+        return await follow(
+            send_once, method, url, sent, content, max_redirects=self._limits.max_redirects, first=raw
+        )
 
     async def _send_once(
         self, method: str, url: str, headers: Mapping[str, str], content: bytes | None, connect: float | None

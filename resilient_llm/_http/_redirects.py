@@ -80,11 +80,17 @@ async def follow(
     content: bytes | None,
     *,
     max_redirects: int,
+    first: RawResponse | None = None,
 ) -> RawResponse:
-    """Send, following redirects by :func:`plan_redirect`; the first answer that is not a 3xx."""
+    """Send, following redirects by :func:`plan_redirect`; the first answer that is not a 3xx.
+
+    ``first``: the answer to the first send when the caller already has it (a transport sends once
+    itself and comes here only for a 3xx, so that a request that is not redirected costs nothing more).
+    """
     redirects = 0
     while True:
-        raw = await send_once(method, url, headers, content)
+        raw = first if first is not None else await send_once(method, url, headers, content)
+        first = None
         if not 300 <= raw.status < 400:
             return raw
         location = raw.headers.get("location")

@@ -10,6 +10,8 @@ from openai.resources.chat import AsyncChat as _OpenAIChat
 from openai.resources.chat import AsyncCompletions as _OpenAIChatCompletions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+_CHUNKS = AsyncStream[ChatCompletionChunk]
+
 
 class AsyncChatCompletions(_OpenAIChatCompletions):
     """``openai.resources.chat.AsyncCompletions`` whose ``create`` takes the fast path when it can."""
@@ -25,9 +27,7 @@ class AsyncChatCompletions(_OpenAIChatCompletions):
                 or not client._hot_path_ok(params.get("extra_headers"))
             ):
                 return await super().create(**params)
-            return await client._hot_create(
-                "/chat/completions", params, ChatCompletion, AsyncStream[ChatCompletionChunk]
-            )
+            return await client._hot_create("/chat/completions", params, ChatCompletion, _CHUNKS)
 
     if not hasattr(_OpenAIChatCompletions, "parse"):  # openai < 1.92 kept these helpers in beta
 

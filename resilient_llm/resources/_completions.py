@@ -8,6 +8,8 @@ from openai import AsyncStream
 from openai.resources.completions import AsyncCompletions as _OpenAICompletions
 from openai.types import Completion
 
+_STREAM = AsyncStream[Completion]
+
 
 class AsyncCompletions(_OpenAICompletions):
     """``openai.resources.AsyncCompletions`` whose ``create`` takes the fast path when it can."""
@@ -22,7 +24,7 @@ class AsyncCompletions(_OpenAICompletions):
                 or not client._hot_path_ok(params.get("extra_headers"))
             ):
                 return await super().create(**params)
-            return await client._hot_create("/completions", params, Completion, AsyncStream[Completion])
+            return await client._hot_create("/completions", params, Completion, _STREAM)
 
 
 __all__ = ["AsyncCompletions"]

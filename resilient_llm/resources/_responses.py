@@ -8,6 +8,8 @@ from openai import AsyncStream
 from openai.resources.responses import AsyncResponses as _OpenAIResponses
 from openai.types.responses import Response, ResponseStreamEvent
 
+_EVENTS = AsyncStream[ResponseStreamEvent]
+
 
 class AsyncResponses(_OpenAIResponses):
     """``openai.resources.responses.AsyncResponses`` whose ``create`` takes the fast path when it can."""
@@ -18,7 +20,7 @@ class AsyncResponses(_OpenAIResponses):
             client = self._client
             if not client._hot_path_ok(params.get("extra_headers")):
                 return await super().create(**params)
-            return await client._hot_create("/responses", params, Response, AsyncStream[ResponseStreamEvent])
+            return await client._hot_create("/responses", params, Response, _EVENTS)
 
 
 __all__ = ["AsyncResponses"]
