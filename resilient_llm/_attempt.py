@@ -273,15 +273,19 @@ async def read_assembled(
         if end is not _SLOW:
             return await _finish(att, w, raw, assembler, end)
         assert hedger is not None and copy is not None
-
-        async def rest() -> tuple[RawResponse, dict[str, Any]]:
-            return await _finish(att, w, raw, assembler, await _read_events(att, w, reader, assembler, None))
-
+        rest = functools.partial(_read_rest, att, w, raw, reader, assembler)
         answer, hedged = await race(rest, functools.partial(hedger.send, copy))
         if hedged:
             w.dropped = True  # the slow answer's connection is closed: the server aborts it
             hedger.won()
         return answer
+
+
+async def _read_rest(
+    att: Attempt, w: _Waiting, raw: RawResponse, reader: EventReader, assembler: Assembler
+) -> tuple[RawResponse, dict[str, Any]]:
+    """The rest of a slow answer, read to its end (while a hedged copy races it)."""
+    return await _finish(att, w, raw, assembler, await _read_events(att, w, reader, assembler, None))
 
 
 #: How :func:`_read_events` stopped: the ``[DONE]`` event, the end of the body, or a slow answer.

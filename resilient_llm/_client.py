@@ -292,7 +292,13 @@ class AsyncOpenAI(openai.AsyncOpenAI):
 
     @property
     def _server_url(self) -> str:
-        return str(self.base_url).rstrip("/")
+        """``base_url`` as a string without its trailing slash (made again only when it was changed)."""
+        base = self._base_url
+        cached = self.__dict__.get("_server_url_of")
+        if cached is None or cached[0] is not base:
+            cached = self.__dict__["_server_url_of"] = (base, str(base).rstrip("/"))
+        url: str = cached[1]
+        return url
 
     # --- resources with a fast path ------------------------------------------------------------
     @cached_property

@@ -117,12 +117,18 @@ async def test_restart_trips_the_breaker_and_every_call_still_completes(
     async with VLLMSimulator(sim_config(restart_down_for=40, faults=faults)) as sim:
         client = make_client(sim, hooks=[on_event])
         async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: many(client, 24, 200))
+            results: list[Any] = []
+
+            async def run() -> None:
+                results.extend(await many(client, 24, 200))
+
+            tg.start_soon(run)
             await anyio.sleep(0.3)
             await sim.restart()  # connections refused for 40 simulated seconds, then back empty
         stats = client.stats()
         await client.close()
-    assert stats.calls_ok == 24 and stats.calls_failed == 0
+    failed = [repr(r) for r in results if isinstance(r, Exception)]
+    assert stats.calls_ok == 24 and stats.calls_failed == 0, failed
     states = [t.new_state for t in transitions if type(t).__name__ == "BreakerTransition"]
     assert "open" in states and states[-1] == "closed"
     assert ramp_at_recovery

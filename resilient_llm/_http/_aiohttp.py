@@ -141,12 +141,7 @@ class AiohttpTransport:
         raw = await self._send_once(method, url, sent, content, timeout)
         if not 300 <= raw.status < 400:
             return raw
-
-        async def send_once(
-            method: str, url: str, headers: Mapping[str, str], content: bytes | None
-        ) -> AiohttpResponse:
-            return await self._send_once(method, url, headers, content, timeout)
-
+        send_once = functools.partial(self._send_once, timeout=timeout)  # no closure: no cells per call
         return await follow(
             send_once, method, url, sent, content, max_redirects=self._limits.max_redirects, first=raw
         )

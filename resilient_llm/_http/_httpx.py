@@ -11,6 +11,7 @@ if the user's client sets it), as on the aiohttp transport.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from types import ModuleType
@@ -133,12 +134,7 @@ class HttpxTransport:
         raw = await self._send_once(method, url, sent, content, connect_timeout)
         if not 300 <= raw.status < 400:
             return raw
-
-        async def send_once(
-            method: str, url: str, headers: Mapping[str, str], content: bytes | None
-        ) -> HttpxResponse:
-            return await self._send_once(method, url, headers, content, connect_timeout)
-
+        send_once = functools.partial(self._send_once, connect=connect_timeout)
         return await follow(
             send_once, method, url, sent, content, max_redirects=self._limits.max_redirects, first=raw
         )
