@@ -59,10 +59,11 @@ class Request:
 
     A JSON ``body`` is encoded when the first attempt needs it, not while the call waits in the
     limiter: thousands of queued calls then hold only the caller's own objects. ``content`` is a body
-    already encoded (by openai's request builder).
+    already encoded (by openai's request builder). ``overtaken``: an attempt of this call was cut by the
+    server monitor's overtaken rule (``_vllm/_monitor.py``), which cuts a call once at most.
     """
 
-    __slots__ = ("_body", "_content", "headers", "method", "url")
+    __slots__ = ("_body", "_content", "headers", "method", "overtaken", "url")
 
     def __init__(
         self,
@@ -77,6 +78,7 @@ class Request:
         self.headers = headers
         self._body = body
         self._content = content
+        self.overtaken = False
 
     @property
     def content(self) -> bytes | None:
@@ -125,6 +127,11 @@ class Attempt:
         """The watch of this attempt's wait, registered with the orphan detector when it is on."""
         watch = Watch(now=self.clock(), silence=self.silence, deadline_at=self.deadline_at)
         if self.watches is not None:
+            req = self.request
+            if req is not None and not req.overtaken:
+                watch.may_overtake = True
+                content = req.content
+                watch.size = len(content) if content is not None else 0
             self.watches.add(watch)
         return watch
 
@@ -140,8 +147,14 @@ class Attempt:
     def timed_out(self, watch: Watch | None) -> Exception:
         """The error for a cancelled attempt scope: deadline, orphan or stall."""
         if watch is not None and watch.orphaned:
+            if watch.overtaken_by and self.request is not None:
+                self.request.overtaken = True  # the call's next attempts wait for the other rules
             return OrphanedRequestError(
-                self.describe(), server_active=watch.server_active, client_waiting=watch.client_waiting
+                self.describe(),
+                server_active=watch.server_active,
+                client_waiting=watch.client_waiting,
+                overtaken_by=watch.overtaken_by,
+                waited=self.clock() - watch.sent_at,
             )
         if self.clock() >= self.deadline_at or self.silence is None:
             return DeadlineReached()
@@ -260,6 +273,7 @@ async def read_assembled(
     slower than the server's others is raced against a copy of the request (``_hedge.py``).
     """
     async with _Waiting(att) as w:
+        w.watch.streams = True
         raw = w.raw = await send(att)
         if "text/event-stream" not in raw.headers.get("content-type", ""):
             return raw, await _decode_json(att, raw, await raw.read())  # the server ignored stream=true
@@ -375,6 +389,7 @@ async def open_stream(att: Attempt) -> OpenedStream:
     decoder, fed by ``reader.read_bytes``) sees the body from its first event.
     """
     async with _Waiting(att) as w:
+        w.watch.streams = True
         raw = w.raw = await send(att)
         if "text/event-stream" not in raw.headers.get("content-type", ""):
             body = await raw.read()

@@ -475,7 +475,7 @@ class Engine:
         """Count a failed attempt; ``answered``: its answer had begun (see ``Breaker.on_failure``)."""
         c = self.counters
         replica.failures += 1
-        kind: Literal["connect", "timeout", "server"] | None = None
+        kind: Literal["connect", "refused", "timeout", "server"] | None = None
         if isinstance(exc, StallError):
             c.stalls += 1
             kind = "timeout"
@@ -488,7 +488,7 @@ class Engine:
         elif isinstance(exc, APITimeoutError):
             kind = "timeout"
         elif isinstance(exc, APIConnectionError):
-            kind = "connect"
+            kind = "refused" if isinstance(exc, ServerUnreachable) else "connect"
         if kind is not None and replica.breaker is not None:
             replica.breaker.on_failure(kind, answered=answered)
 

@@ -132,18 +132,37 @@ class StallError(_Timeout):
 
 
 class OrphanedRequestError(_Timeout):
-    """The server reported fewer live requests than this client was waiting on; this one was dropped."""
+    """The server no longer knows this request; it was dropped (and retried when retries are left).
 
-    def __init__(self, request: Any, *, server_active: int, client_waiting: int) -> None:
-        super().__init__(
-            request,
-            message=(
+    Either the server reported fewer live requests than this client was waiting on (``server_active``,
+    ``client_waiting``), or ``overtaken_by`` requests sent after it had started answering while it had
+    shown nothing for ``waited`` seconds (``server_active`` is then -1: not read).
+    """
+
+    def __init__(
+        self,
+        request: Any,
+        *,
+        server_active: int,
+        client_waiting: int,
+        overtaken_by: int = 0,
+        waited: float | None = None,
+    ) -> None:
+        if overtaken_by:
+            shown = "" if waited is None else f" for {waited:.2f}s"
+            message = (
+                f"Orphaned request: {overtaken_by} request(s) sent after it have started answering while it "
+                f"has shown nothing{shown} (the server serves in order); aborted to retry"
+            )
+        else:
+            message = (
                 f"Orphaned request: the server reports {server_active} running+waiting request(s) while "
                 f"this client waits on {client_waiting}; aborted to retry"
-            ),
-        )
+            )
+        super().__init__(request, message=message)
         self.server_active = server_active
         self.client_waiting = client_waiting
+        self.overtaken_by = overtaken_by
 
 
 class CircuitOpenError(DeadlineExceeded):

@@ -3,7 +3,8 @@
 A :class:`Watch` is the one owner of an attempt's silence limit: the reader binds the cancel scope of
 the read in progress to it, tells it when something arrived (:meth:`Watch.heard` moves the limit
 forward), and the server monitor may restart the limit (:meth:`Watch.excuse_silence`, the request sits
-in the server's waiting queue) or cut the wait (:meth:`Watch.abort_orphan`, the server forgot it).
+in the server's waiting queue) or cut the wait (:meth:`Watch.abort_orphan`, the server forgot it;
+:meth:`Watch.cut_overtaken`, requests sent after it have started answering while it showed nothing).
 Nobody else touches the scope's deadline.
 
 :class:`Watches` is the registry of the attempts this client is waiting on, per server: the call
@@ -37,13 +38,17 @@ class Watch:
         "cut_after",
         "deadline_at",
         "first_byte_at",
+        "may_overtake",
         "orphaned",
+        "overtaken_by",
         "paced",
         "scope",
         "sent_at",
         "server_active",
         "silence",
         "silent_since",
+        "size",
+        "streams",
     )
 
     def __init__(self, *, now: float, silence: float | None, deadline_at: float) -> None:
@@ -58,6 +63,10 @@ class Watch:
         self.client_waiting = 0
         self.paced = False  # its reads feed the server's pace: the monitor may judge its silences
         self.cut_after: float | None = None  # cut as silent mid-answer after this long (a stall)
+        self.streams = False  # its answer comes as a stream: its first event says the server took it up
+        self.size = 0  # bytes of its request body (a rough measure of its prompt)
+        self.may_overtake = False  # the overtaken rule may cut it (once per call: ``Request.overtaken``)
+        self.overtaken_by = 0  # cut by the overtaken rule: how many later requests had started
 
     def first_deadline(self, now: float) -> float:
         """The deadline of a read starting now: the silence limit, capped by the call's deadline."""
@@ -101,6 +110,12 @@ class Watch:
         if self.scope is not None:
             self.scope.cancel()
 
+    def cut_overtaken(self, overtakers: int, client_waiting: int) -> None:
+        """Requests sent after this one have started answering while it showed nothing: the server
+        lost it (first come, first served). End the wait as an orphan's."""
+        self.overtaken_by = overtakers
+        self.abort_orphan(-1, client_waiting)
+
     def abort_orphan(self, server_active: int, client_waiting: int) -> None:
         """The server no longer knows this request: end the wait (the pipeline retries it)."""
         self.orphaned = True
@@ -127,14 +142,18 @@ class Watches:
     how the server's count follows them teaches the monitor its ``/metrics`` lag.
     """
 
-    __slots__ = ("_finished", "_items", "on_change")
+    __slots__ = ("_finished", "_items", "on_change", "recent_starts")
 
     #: Finished attempts kept for the monitor between two scrapes (it drains them at each one).
     MAX_FINISHED = 4096
+    #: Finished attempts whose answer had started, kept for the overtaken rule: ``(sent_at,
+    #: first_byte_at, size)`` of the latest ones.
+    MAX_RECENT_STARTS = 64
 
     def __init__(self) -> None:
         self._items: dict[Watch, None] = {}
         self._finished: deque[Finished] = deque(maxlen=self.MAX_FINISHED)
+        self.recent_starts: deque[tuple[float, float, int]] = deque(maxlen=self.MAX_RECENT_STARTS)
         #: Called after each add (the monitor starts polling when the first call goes out).
         self.on_change: Callable[[], None] | None = None
 
@@ -145,7 +164,10 @@ class Watches:
 
     def discard(self, watch: Watch, *, now: float, abandoned: bool) -> None:
         if self._items.pop(watch, False) is None:
-            self._finished.append(Finished(watch.sent_at, now, watch.first_byte_at, abandoned))
+            started = watch.first_byte_at
+            self._finished.append(Finished(watch.sent_at, now, started, abandoned))
+            if started is not None:
+                self.recent_starts.append((watch.sent_at, started, watch.size))
 
     def drain_finished(self) -> list[Finished]:
         finished = list(self._finished)

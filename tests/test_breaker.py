@@ -230,6 +230,23 @@ def test_cooldown_doubles_per_reopen_up_to_the_maximum() -> None:
     assert breaker.reason == "a probe call failed (connect); cooldown 10s"
 
 
+def test_a_refused_probe_keeps_the_cooldown() -> None:
+    # Nothing listens (a restart): probing again after the same cooldown costs the server nothing and
+    # finds it within one cooldown of its return, instead of up to a doubled one late.
+    clock = FakeClock()
+    breaker, _ = make(clock, failure_threshold=1, open_cooldown=1.0, max_cooldown=10.0)
+    breaker.on_failure("connect")  # the restart breaks the connections in flight
+    for _ in range(4):
+        assert breaker.retry_in() == 1.0
+        clock.now += 1.0
+        assert state_of(breaker) == "half_open"
+        breaker.on_failure("refused")
+    assert breaker.reason == "a probe call failed (refused); cooldown 1s"
+    clock.now += 1.0
+    breaker.on_failure("connect")  # a probe that connected and got no answer: doubled again
+    assert breaker.retry_in() == 2.0
+
+
 def test_a_probe_whose_answer_began_closes_it_and_its_later_failure_does_not_reopen() -> None:
     clock = FakeClock()
     breaker, _ = make(clock, failure_threshold=1, half_open_probes=2)

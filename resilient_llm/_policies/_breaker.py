@@ -11,7 +11,8 @@ Two independent reasons stop new calls:
   seconds; then it lets ``half_open_probes`` calls through (half-open). That many successes close it
   (a probe succeeds when its answer begins: :meth:`Breaker.on_answering`); a failure re-opens it with
   the cooldown doubled, up to ``max_cooldown`` — kept as it was when the server answered the probe
-  with an error (it is up: only that request failed).
+  with an error (it is up: only that request failed) or refused its connection (nothing listens yet:
+  a restart, found within one cooldown of its end at the cost of a refused connection per probe).
 
 The state is a function of the events seen and of the clock: the cooldown ending and metrics going
 stale are noticed when the breaker is next asked (no timers, nothing sleeps). All time values are in
@@ -36,7 +37,7 @@ from ._breaker_config import BreakerConfig
 __all__ = ["Breaker", "BreakerConfig", "BreakerState", "FailureKind", "TransitionListener"]
 
 BreakerState = Literal["closed", "holding", "open", "half_open"]
-FailureKind = Literal["connect", "timeout", "server"]
+FailureKind = Literal["connect", "refused", "timeout", "server"]
 #: Called as ``listener(old_state, new_state, reason)`` on every change of :attr:`Breaker.state`.
 TransitionListener = Callable[[str, str, str], None]
 
@@ -205,7 +206,8 @@ class Breaker:
     def on_failure(self, kind: FailureKind, *, answered: bool = False) -> None:
         """An attempt failed in a way that says the server is down or overloaded.
 
-        ``kind``: ``"connect"`` (refused or reset), ``"timeout"`` (stalled) or ``"server"`` (5xx).
+        ``kind``: ``"connect"`` (a connection broken or timed out), ``"refused"`` (none could be opened:
+        nothing listens), ``"timeout"`` (stalled) or ``"server"`` (5xx).
         ``answered``: the attempt's answer had begun — in half-open that was a probe's success
         (:meth:`on_answering`), which its later failure does not undo. Failures reported while open
         (calls started earlier) change nothing.
@@ -218,8 +220,10 @@ class Breaker:
                 self._open(now, f"{self._consecutive_failures} consecutive failures (last: {kind})")
         elif self._failures == "half_open" and not answered:
             # A probe the server answered with an error (a 5xx, an error in its stream) shows it is up:
-            # another round of probes after the same cooldown. One that got no answer doubles it.
-            if kind != "server":
+            # another round of probes after the same cooldown. So does one refused (nothing listens: a
+            # restart; a refused connection costs the server nothing, and the server is found within one
+            # cooldown of coming back). One that got no answer doubles it.
+            if kind not in ("server", "refused"):
                 self._reopens += 1
             self._open(now, f"a probe call failed ({kind})")
         self._publish()

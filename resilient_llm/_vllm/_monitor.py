@@ -59,6 +59,11 @@ ABSENT_RECHECK: Final = 60.0
 ABSENT_RECHECK_MAX: Final = 600.0
 #: An answer silent mid-way for this many of the server's typical gaps between two reads is cut.
 SILENT_READS: Final = 30
+#: The overtaken rule: a streamed request that has shown nothing is cut once at least this many requests
+#: sent after it (a poll interval or more later, with request bodies at least half its size) have started
+#: answering, each within 1 / ``OVERTAKEN_WAIT`` of the time it has waited.
+OVERTAKERS: Final = 3
+OVERTAKEN_WAIT: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +183,8 @@ class ServerMonitor:
                     await self._scrape_once()
                 elif self._pace is not None:  # no metrics to read: the answers' pace is judged alone
                     self._cut_silent_answers(None, self._pace)
+                if self._detector is not None and self._watches:
+                    self._cut_overtaken()
             except Exception:  # a bug here must neither stop the monitor nor leave calls held
                 logger.exception("server monitor for %s: handling a scrape failed", self.server)
                 self._on_idle()
@@ -304,6 +311,62 @@ class ServerMonitor:
                 self.server,
                 cut,
                 limit,
+            )
+
+    def _cut_overtaken(self) -> None:
+        """Requests the server lost before their first token, found by the order it serves them in.
+
+        vLLM schedules waiting requests first come, first served, and a streamed answer's first event
+        comes with its first token. So a streamed request that has shown nothing while ``OVERTAKERS``
+        requests sent after it (at least a poll interval later, so that the network cannot have
+        reordered them) have started answering — each within half the time it has waited, and each
+        with a request body at least half the size of its own (a long prompt takes longer to prefill) —
+        was lost (or answered and never sent: a ghost). It is cut and retried.
+
+        It needs no ``/metrics``: without them, such a request would otherwise be found only by the
+        stall limit; with them, by the orphan rule, which a busy queue's churn can hide. A server that
+        does not serve in order (priority scheduling, several engines or servers behind one URL, where
+        the orphan rule is off too) can mislead it: so each call is cut by it once at most, and never
+        when ``/metrics`` shows several engines.
+        """
+        load = self.last_load
+        if load is not None and load.engines > 1:
+            return
+        poll = self._config.poll_interval
+        now = self._clock()
+        watches = list(self._watches)
+        victims = [
+            w
+            for w in watches
+            if w.streams
+            and w.may_overtake
+            and w.first_byte_at is None
+            and not w.orphaned
+            and now - w.sent_at >= 2 * poll
+        ]
+        if not victims:
+            return
+        started = [
+            (w.sent_at, w.first_byte_at - w.sent_at, w.size) for w in watches if w.first_byte_at is not None
+        ]
+        started += [(sent, first - sent, size) for sent, first, size in self._watches.recent_starts]
+        cut = 0
+        for w in victims:
+            waited = now - w.sent_at
+            later, least = w.sent_at + poll, w.size / 2
+            overtakers = sum(
+                1
+                for sent, ttft, size in started
+                if sent >= later and size >= least and OVERTAKEN_WAIT * ttft <= waited
+            )
+            if overtakers >= OVERTAKERS:
+                w.cut_overtaken(overtakers, len(watches))
+                cut += 1
+        if cut:
+            logger.info(
+                "%s: %d request(s) silent while requests sent after them started answering: cut to retry",
+                self.server,
+                cut,
             )
 
     def _learn(self, load: ServerLoad, finished: Sequence[Finished], lag: LagTracker) -> float:

@@ -41,7 +41,7 @@ from .. import (
     BreakerConfig,
     RetryBudgetConfig,
 )
-from ..testing import SimulatorConfig, VLLMSimulator
+from ..testing import SimulatorConfig, SimulatorThread
 from ._workload import ArcWorkload, CallOutcome, RunResult, run_workload
 
 #: The faults of the incident: answers generated and never sent, requests never answered, dropped
@@ -73,11 +73,15 @@ class DemoConfig:
             model=MODEL,
             capacity=self.capacity,
             time_scale=self.scale,
-            tick=0.02,
+            tick=0.005,
             seed=self.seed,
             faults=INCIDENT_FAULTS if self.faults is None else self.faults,
             max_queued=4 * self.capacity,
-            metrics_lag=2.0,
+            # As vLLM counts requests: from the end of the engine step that first sees them (a step
+            # 0.05 s per new request), as bench_faults.py. A /metrics served 2 s stale through a cache
+            # (the earlier setting, "snapshot" mode) makes the library hold its longest orphan grace.
+            metrics_lag=0.05,
+            metrics_lag_mode="steps",
             sample_interval=1.0,
         )
 
@@ -178,7 +182,9 @@ async def _one_run(
     ideal_real = cfg.ideal_makespan() * cfg.scale
     limit = cfg.cutoff() * cfg.scale
     client: openai.AsyncOpenAI | AsyncOpenAI
-    async with VLLMSimulator(cfg.simulator()) as sim:
+    # The server on a thread and event loop of its own, as a real one would be: on the client's loop
+    # its steps and the client's reads would delay each other.
+    with SimulatorThread(cfg.simulator()) as sim:
         if which == "incident":
             call, client, name = incident_call(sim.base_url, cfg.scale)
             stagger = 2 * cfg.scale

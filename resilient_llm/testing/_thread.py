@@ -123,6 +123,15 @@ class SimulatorThread:
     def stats(self) -> SimulatorStats:
         return self._sync(lambda sim: sim.stats())
 
+    @property
+    def running(self) -> int:
+        """Sequences running now, over all engines (what an instant ``/metrics`` would say)."""
+        return self._sync(lambda sim: sim.running)
+
+    @property
+    def waiting(self) -> int:
+        return self._sync(lambda sim: sim.waiting)
+
     def samples(self) -> list[QueueSample]:
         return self._sync(lambda sim: sim.samples())
 
