@@ -110,10 +110,11 @@ class _Envelope:
             value = chunk.get(key)
             if value is not None:
                 self._top[key] = value
-        extra = self._extra
-        for key, value in chunk.items():
-            if key not in _NOT_EXTRA and extra.get(key) is None:
-                extra[key] = value
+        if chunk.keys() - _NOT_EXTRA:  # (a set operation in C: most chunks have no other key)
+            extra = self._extra
+            for key, value in chunk.items():
+                if key not in _NOT_EXTRA and extra.get(key) is None:
+                    extra[key] = value
 
     def _body(self, object_: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         if self._id is None:
@@ -278,9 +279,10 @@ class ChatAssembler(_Envelope):
             logprobs = choice.get("logprobs")
             if logprobs:
                 state.feed_logprobs(logprobs)
-            for key, value in choice.items():
-                if key not in _CHAT_CHOICE_KEYS:
-                    _merge_extra(state.extra, key, value)
+            if choice.keys() - _CHAT_CHOICE_KEYS:
+                for key, value in choice.items():
+                    if key not in _CHAT_CHOICE_KEYS:
+                        _merge_extra(state.extra, key, value)
 
 
 class _CompletionChoice:
@@ -333,9 +335,10 @@ class CompletionAssembler(_Envelope):
             logprobs = choice.get("logprobs")
             if logprobs:
                 state.feed_logprobs(logprobs)
-            for key, value in choice.items():
-                if key not in _COMPLETION_CHOICE_KEYS:
-                    _merge_extra(state.extra, key, value)
+            if choice.keys() - _COMPLETION_CHOICE_KEYS:
+                for key, value in choice.items():
+                    if key not in _COMPLETION_CHOICE_KEYS:
+                        _merge_extra(state.extra, key, value)
 
 
 _FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
