@@ -26,6 +26,14 @@ class Pacer:
     def __init__(self) -> None:
         self._last = perf_counter()
 
+    def waited(self, since: float) -> None:
+        """A read begun at ``since`` (``perf_counter()``) just returned: if it took a slice or more, it
+        waited for input and the loop had its turns meanwhile, so the slice starts again now (a
+        stream read token by token would otherwise add a turn of the loop to every read)."""
+        now = perf_counter()
+        if now - since >= SLICE:
+            self._last = now
+
     def due(self) -> bool:
         """Whether the next :meth:`tick` would await a checkpoint."""
         return perf_counter() - self._last >= SLICE

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any, Final, NoReturn
 
 from ._errors_io import EventTooLarge, MalformedResponse
@@ -172,7 +173,9 @@ class EventReader:
                 raise self._error
             if self._eof:
                 return False
+            since = perf_counter()
             piece = await self._read_some()
+            self._pacer.waited(since)
             if piece:
                 self._feed(piece)
             else:

@@ -189,6 +189,40 @@ def test_many_events_in_one_read_let_other_tasks_run() -> None:
     assert anyio.run(main) > 10
 
 
+def test_a_stream_whose_reads_wait_adds_no_turn_of_the_loop_per_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read that waited for input already let the loop run: the pacer does not add a checkpoint to
+    the next one (a token-by-token stream would otherwise cost a task step per read)."""
+    from resilient_llm import _pacing
+
+    checkpoints = 0
+    real_checkpoint = _pacing.checkpoint
+
+    async def counting() -> None:
+        nonlocal checkpoints
+        checkpoints += 1
+        await real_checkpoint()
+
+    monkeypatch.setattr(_pacing, "checkpoint", counting)
+
+    async def main() -> int:
+        pieces = iter([b"data: %d\n\n" % i for i in range(20)])
+
+        async def read_some() -> bytes:
+            await anyio.sleep(2 * _pacing.SLICE)  # the network: the next piece comes later
+            return next(pieces, b"")
+
+        reader = EventReader(read_some)
+        count = 0
+        while await reader.next() is not None:
+            count += 1
+        return count
+
+    assert anyio.run(main) == 20
+    assert checkpoints <= 2
+
+
 def test_read_bytes_passes_events_on_in_small_verified_chunks() -> None:
     async def main() -> tuple[Event | None, list[bytes]]:
         reader, _ = reader_over([b": hi\r\nevent: e\r\ndata: a\r\ndata: b\r\n\r\n" + b"data: x\n\n" * 40])

@@ -15,6 +15,7 @@ protections are the same on aiohttp and httpx:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from time import perf_counter
 from typing import Any, Final
 
 from .._errors_io import BodyTooLarge, MalformedResponse, UnsupportedEncoding
@@ -80,7 +81,12 @@ class BodyReader:
         await self._pacer.tick()
         decoder = self._decoder
         if decoder is None:
-            piece = b"" if self._eof else await self._next_chunk()
+            if self._eof:
+                piece = b""
+            else:
+                since = perf_counter()
+                piece = await self._next_chunk()
+                self._pacer.waited(since)
             if not piece:
                 self._eof = self.complete = True
             self.received += len(piece)
@@ -95,7 +101,9 @@ class BodyReader:
                     return out
                 if self._eof:
                     return b""
+                since = perf_counter()
                 raw = await self._next_chunk()
+                self._pacer.waited(since)
                 if raw:
                     decoder.feed(raw)
                 else:
