@@ -554,6 +554,8 @@ class Engine:
                 waiting_for=f"a retry needs {delay:.2f}s of backoff and {remaining:.2f}s remain",
             ) from exc
         delay = state.prev_delay = 0.0 if is_testing() else planned
+        if waits_for_ready:
+            delay = _paced_by_breaker(replica, delay)
         why = (
             "waiting for the server to accept connections"
             if waits_for_ready
@@ -690,6 +692,23 @@ def _replica_stats(replica: Replica) -> ReplicaStats:
         metrics_leave_lag=monitor.leave_lag if monitor is not None else None,
         orphan_grace=monitor.grace if monitor is not None else None,
     )
+
+
+def _paced_by_breaker(replica: Replica, delay: float) -> float:
+    """The wait before a call tries again a server that refuses connections (restarting).
+
+    Not its own growing backoff: after a few refusals that is seconds (up to ``Backoff.cap``), and a
+    call asleep in it is not woken when the server comes back. Once the breaker is open (or probing)
+    the call waits in the limiter instead, which lets only the breaker's probes through, once per
+    cooldown, and sends every waiting call as soon as one is answered; before that (the first
+    refusals) it sleeps at most one cooldown.
+    """
+    breaker = replica.breaker
+    if breaker is None:
+        return delay
+    if breaker.state in ("open", "half_open"):
+        return 0.0
+    return min(delay, breaker.config.open_cooldown)
 
 
 def _lost_in_transit(exc: BaseException) -> bool:
