@@ -639,26 +639,42 @@ class _Hedger:
             plan.url,
             self.slowdown,
         )
-        lane = await engine.limiter.acquire(
-            deadline=deadline_at, front=True, model=plan.model, avoid=self._lane
-        )
-        lease = None
-        if shared is not None:
-            lease = await engine._global_slot(lane, _CallState(), deadline_at, True, shared, plan)
-        replica = engine.replicas[lane.index]
-        counters.attempts += 1
-        replica.attempts += 1
-        att = engine._attempt(self._settings, replica, lane, deadline_at, lease, shared, number=0)
-        try:
-            result = await copy(att)
-        except APIError as exc:
-            engine._count_failure(exc, replica, answered=att.events > 0)
-            raise
-        finally:
+        # The copy is retried as any attempt (same rules, retries and budget): a copy lost to a fault
+        # would otherwise leave the call to the slow answer it was sent to replace.
+        state, avoid = _CallState(), self._lane
+        while True:
+            lane = await engine.limiter.acquire(
+                deadline=deadline_at, front=True, model=plan.model, avoid=avoid
+            )
+            lease = None
+            if shared is not None:
+                lease = await engine._global_slot(lane, state, deadline_at, True, shared, plan)
+            replica = engine.replicas[lane.index]
+            state.attempts += 1
+            counters.attempts += 1
+            replica.attempts += 1
+            att = engine._attempt(self._settings, replica, lane, deadline_at, lease, shared, number=0)
+            try:
+                result = await copy(att)
+            except APIError as exc:
+                engine._release(lane, lease, shared)
+                try:
+                    delay = await engine._plan_retry(
+                        self._settings, plan, exc, state, deadline_at, replica, shared, att.events > 0
+                    )
+                except Exception as final:
+                    logger.info("the hedged copy of %s failed (%s): the slow answer goes on", plan.url, final)
+                    raise
+                await engine.clock.sleep(delay)
+                avoid = lane
+                continue
+            except BaseException:
+                engine._release(lane, lease, shared)
+                raise
             engine._release(lane, lease, shared)
-        if replica.breaker is not None:
-            replica.breaker.on_success()
-        return result
+            if replica.breaker is not None:
+                replica.breaker.on_success()
+            return result
 
     def won(self) -> None:
         self._engine.counters.hedges_won += 1

@@ -270,6 +270,26 @@ async def test_a_slow_answer_is_hedged_and_the_copy_answers_first(anyio_backend:
 @pytest.mark.anyio
 @pytest.mark.integration
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_hedged_copy_that_fails_is_retried(anyio_backend: str) -> None:
+    # The sixth request streams ten times slower; the ninth (its hedged copy) gets a 500: the copy is
+    # retried as any attempt instead of leaving the call to the slow answer.
+    script = ["none"] * 5 + ["slow", "none", "none", "500"]
+    async with VLLMSimulator(sim_config(fault_script=script)) as sim:
+        client = AsyncOpenAI(api_key="EMPTY", base_url=sim.base_url, **library_settings(SCALE))
+        start = anyio.current_time()
+        results = await round_of_calls(client, 8, 120)
+        took = anyio.current_time() - start
+        stats = client.stats()
+        await client.close()
+    assert all(isinstance(r, str) and r for r in results)
+    assert (stats.hedges, stats.hedges_won) == (1, 1) and stats.retries == 1
+    slow_answer = 120 * TOKEN_TIME * 10 * SCALE
+    assert took < slow_answer / 2
+
+
+@pytest.mark.anyio
+@pytest.mark.integration
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.parametrize("setting", [{"hedge_slowdown": None}, {"stream": True}])
 async def test_no_hedge_when_switched_off_or_for_a_users_stream(
     anyio_backend: str, setting: dict[str, Any]
