@@ -10,7 +10,13 @@ assembler is fed each decoded SSE ``data:`` object in order and then asked for t
     body = assembler.result()     # {"object": "chat.completion", "choices": [...], "usage": ...}
 
 ``feed`` runs once per token on the hot path: it only appends fragments to lists and copies a few
-keys; joining and shaping happen once, in ``result``. No pydantic here: the caller validates the
+keys; joining and shaping happen once, in ``result``. ``produced`` measures the generated text fed so
+far: an answer's pace is measured in it (``_hedge.py``), not in chunks, since a server may pack several
+tokens into one chunk (vLLM's ``--stream-interval``, speculative decoding). It adds each chunk's
+characters of text (content, reasoning, refusal, tool-call arguments), at least ``TOKEN_CHARS`` for a
+chunk that brought any: a chunk carries at least one token, so with one token per chunk (vLLM's
+default) it follows the tokens whatever their length (a digit, a CJK character or an English word are
+one token each), and with several per chunk, their text. No pydantic here: the caller validates the
 body with openai's own ``ChatCompletion`` (or ``Completion``) as for a plain response.
 
 How fields combine, per choice ``index``:
@@ -34,9 +40,12 @@ An ``error`` event (``{"error": {...}}``) is not a chunk: the caller raises it i
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
-__all__ = ["ChatAssembler", "CompletionAssembler", "ResponseAssembler"]
+__all__ = ["TOKEN_CHARS", "ChatAssembler", "CompletionAssembler", "ResponseAssembler"]
+
+#: What a chunk that brought text adds to ``produced`` at least: about one token of English text.
+TOKEN_CHARS: Final = 4
 
 _LAST_WINS = ("system_fingerprint", "service_tier")
 # Top-level keys that are not copied through as extras.
@@ -73,13 +82,15 @@ def _copy_extra(extra: dict[str, Any]) -> dict[str, Any]:
 class _Envelope:
     """The top level shared by both endpoints: identity, fingerprint, usage and extra keys."""
 
-    __slots__ = ("_choices", "_created", "_extra", "_id", "_model", "_top", "_usage", "chunks")
+    __slots__ = ("_choices", "_created", "_extra", "_id", "_model", "_top", "_usage", "chunks", "produced")
 
     _OBJECT: ClassVar[str]  # the non-streaming body's "object"
 
     def __init__(self) -> None:
         self._choices: dict[int, Any] = {}  # per choice index: its _ChatChoice / _CompletionChoice
         self.chunks = 0
+        #: generated text fed so far: characters, at least ``TOKEN_CHARS`` per chunk (module docstring)
+        self.produced = 0
         self._id: Any = None
         self._created: Any = None
         self._model: Any = None
@@ -159,34 +170,43 @@ class _ChatChoice:
         self.lp_refusal: list[Any] | None = None
         self.extra: dict[str, Any] = {}
 
-    def feed_delta(self, delta: dict[str, Any]) -> None:
+    def feed_delta(self, delta: dict[str, Any]) -> int:
+        """Take one delta; returns how many characters of generated text it brought."""
+        produced = 0
         role = delta.get("role")
         if role:
             self.role = role
         text = delta.get("content")
         if text:
             self.content.append(text)
+            produced = len(text)
         reasoning = delta.get("reasoning")
         if reasoning is None:
             reasoning = delta.get("reasoning_content")
         if reasoning:
             self.reasoning.append(reasoning)
+            produced += len(reasoning)
         refusal = delta.get("refusal")
         if refusal:
             self.refusal.append(refusal)
+            produced += len(refusal)
         tool_calls = delta.get("tool_calls")
         if tool_calls:
-            self._feed_tool_calls(tool_calls)
+            produced += self._feed_tool_calls(tool_calls)
         function_call = delta.get("function_call")
         if function_call:
             if self.function_call is None:
                 self.function_call = [None, []]
             if function_call.get("name") and not self.function_call[0]:
                 self.function_call[0] = function_call["name"]
-            if function_call.get("arguments"):
-                self.function_call[1].append(function_call["arguments"])
+            arguments = function_call.get("arguments")
+            if arguments:
+                self.function_call[1].append(arguments)
+                produced += len(arguments)
+        return produced
 
-    def _feed_tool_calls(self, tool_calls: list[dict[str, Any]]) -> None:
+    def _feed_tool_calls(self, tool_calls: list[dict[str, Any]]) -> int:
+        produced = 0
         for position, fragment in enumerate(tool_calls):
             index = fragment.get("index")
             if index is None:
@@ -205,6 +225,8 @@ class _ChatChoice:
                 arguments = function.get("arguments")
                 if arguments:
                     call[3].append(arguments)
+                    produced += len(arguments)
+        return produced
 
     def feed_logprobs(self, logprobs: dict[str, Any]) -> None:
         content = logprobs.get("content")
@@ -272,7 +294,9 @@ class ChatAssembler(_Envelope):
                 state = self._choices[index] = _ChatChoice()
             delta = choice.get("delta")
             if delta:
-                state.feed_delta(delta)
+                produced = state.feed_delta(delta)
+                if produced:
+                    self.produced += produced if produced > TOKEN_CHARS else TOKEN_CHARS
             finish_reason = choice.get("finish_reason")
             if finish_reason is not None:
                 state.finish_reason = finish_reason
@@ -329,6 +353,8 @@ class CompletionAssembler(_Envelope):
             text = choice.get("text")
             if text:
                 state.text.append(text)
+                produced = len(text)
+                self.produced += produced if produced > TOKEN_CHARS else TOKEN_CHARS
             finish_reason = choice.get("finish_reason")
             if finish_reason is not None:
                 state.finish_reason = finish_reason
@@ -348,12 +374,20 @@ class ResponseAssembler:
     """The Responses API's non-streaming body: its final event (``response.completed``,
     ``.incomplete`` or ``.failed``) carries the whole response object."""
 
-    __slots__ = ("_final",)
+    __slots__ = ("_final", "produced")
 
     def __init__(self) -> None:
         self._final: dict[str, Any] | None = None
+        #: generated text in the ``*.delta`` events fed so far (as :attr:`ChatAssembler.produced`)
+        self.produced = 0
 
     def feed(self, chunk: dict[str, Any]) -> None:
+        delta = chunk.get("delta")
+        if type(delta) is str:
+            if delta:
+                produced = len(delta)
+                self.produced += produced if produced > TOKEN_CHARS else TOKEN_CHARS
+            return
         if chunk.get("type") in _FINAL_RESPONSE_EVENTS and isinstance(chunk.get("response"), dict):
             self._final = chunk["response"]
 

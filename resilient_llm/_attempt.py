@@ -44,6 +44,9 @@ from ._watch import Watch, Watches
 
 
 class Assembler(Protocol):
+    #: characters of generated text fed so far: the answer's pace is measured in it (``_hedge.py``)
+    produced: int
+
     def feed(self, chunk: dict[str, Any]) -> None: ...
 
     @property
@@ -329,7 +332,7 @@ async def _read_events(
             assembler.feed(chunk)
         except (AttributeError, TypeError, KeyError, ValueError) as exc:
             raise _malformed(att, f"a stream event of an unexpected shape ({type(exc).__name__})") from None
-        if fresh and pace is not None and pace.heard(clock(), att.events):
+        if fresh and pace is not None and pace.heard(clock(), assembler.produced):
             return _SLOW
 
 

@@ -554,6 +554,8 @@ class Engine:
                 waiting_for=f"a retry needs {delay:.2f}s of backoff and {remaining:.2f}s remain",
             ) from exc
         delay = state.prev_delay = 0.0 if is_testing() else planned
+        if waits_for_ready:
+            delay = _paced_by_breaker(replica, delay)
         why = (
             "waiting for the server to accept connections"
             if waits_for_ready
@@ -637,26 +639,42 @@ class _Hedger:
             plan.url,
             self.slowdown,
         )
-        lane = await engine.limiter.acquire(
-            deadline=deadline_at, front=True, model=plan.model, avoid=self._lane
-        )
-        lease = None
-        if shared is not None:
-            lease = await engine._global_slot(lane, _CallState(), deadline_at, True, shared, plan)
-        replica = engine.replicas[lane.index]
-        counters.attempts += 1
-        replica.attempts += 1
-        att = engine._attempt(self._settings, replica, lane, deadline_at, lease, shared, number=0)
-        try:
-            result = await copy(att)
-        except APIError as exc:
-            engine._count_failure(exc, replica, answered=att.events > 0)
-            raise
-        finally:
+        # The copy is retried as any attempt (same rules, retries and budget): a copy lost to a fault
+        # would otherwise leave the call to the slow answer it was sent to replace.
+        state, avoid = _CallState(), self._lane
+        while True:
+            lane = await engine.limiter.acquire(
+                deadline=deadline_at, front=True, model=plan.model, avoid=avoid
+            )
+            lease = None
+            if shared is not None:
+                lease = await engine._global_slot(lane, state, deadline_at, True, shared, plan)
+            replica = engine.replicas[lane.index]
+            state.attempts += 1
+            counters.attempts += 1
+            replica.attempts += 1
+            att = engine._attempt(self._settings, replica, lane, deadline_at, lease, shared, number=0)
+            try:
+                result = await copy(att)
+            except APIError as exc:
+                engine._release(lane, lease, shared)
+                try:
+                    delay = await engine._plan_retry(
+                        self._settings, plan, exc, state, deadline_at, replica, shared, att.events > 0
+                    )
+                except Exception as final:
+                    logger.info("the hedged copy of %s failed (%s): the slow answer goes on", plan.url, final)
+                    raise
+                await engine.clock.sleep(delay)
+                avoid = lane
+                continue
+            except BaseException:
+                engine._release(lane, lease, shared)
+                raise
             engine._release(lane, lease, shared)
-        if replica.breaker is not None:
-            replica.breaker.on_success()
-        return result
+            if replica.breaker is not None:
+                replica.breaker.on_success()
+            return result
 
     def won(self) -> None:
         self._engine.counters.hedges_won += 1
@@ -690,6 +708,23 @@ def _replica_stats(replica: Replica) -> ReplicaStats:
         metrics_leave_lag=monitor.leave_lag if monitor is not None else None,
         orphan_grace=monitor.grace if monitor is not None else None,
     )
+
+
+def _paced_by_breaker(replica: Replica, delay: float) -> float:
+    """The wait before a call tries again a server that refuses connections (restarting).
+
+    Not its own growing backoff: after a few refusals that is seconds (up to ``Backoff.cap``), and a
+    call asleep in it is not woken when the server comes back. Once the breaker is open (or probing)
+    the call waits in the limiter instead, which lets only the breaker's probes through, once per
+    cooldown, and sends every waiting call as soon as one is answered; before that (the first
+    refusals) it sleeps at most one cooldown.
+    """
+    breaker = replica.breaker
+    if breaker is None:
+        return delay
+    if breaker.state in ("open", "half_open"):
+        return 0.0
+    return min(delay, breaker.config.open_cooldown)
 
 
 def _lost_in_transit(exc: BaseException) -> bool:

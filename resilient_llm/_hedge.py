@@ -8,13 +8,20 @@ whichever answer completes first; the other is cancelled (its connection closed:
 
 How slow is slow is learned, not configured in seconds:
 
-* :class:`Pace` is, per server, the typical time per token of an answer: over the last ``WINDOW``
-  reads of all its answers, the time they covered over the tokens they brought. One slow answer among
+* :class:`Pace` is, per server, the typical time per character of an answer: over the last ``WINDOW``
+  reads of all its answers, the time they covered over the generated text they brought (the
+  assembler's ``produced``: characters, at least ``TOKEN_CHARS`` for an event that brought any,
+  ``_assemble.py``). Text, not events: a server may pack several tokens into one event (vLLM's
+  ``--stream-interval``, speculative decoding, the simulator's steps), and an answer ten times slower
+  than the rest then brings fewer tokens per event as well as fewer events: counted in events it looked
+  only two to three times slower. The floor per event keeps one token per event (vLLM's default) one
+  token's worth, so that an answer of digits or CJK characters is not slower than one of English words.
+  It costs one ``len`` of a string the assembler already holds. One slow answer among
   others (its reads are the rarer ones) barely moves it; a server that slows down as a whole (a larger
   batch) moves it within a few reads of each answer; an answer read alone is its own pace, so it is
   never judged slow against itself. The monitor also uses it (``read_gap``, ``last_at``) to judge an
   answer that went silent mid-way (``_vllm/_monitor.py``).
-* :class:`AnswerPace` is one answer's own time per token over its last ``OWN_WINDOW`` reads: the same
+* :class:`AnswerPace` is one answer's own time per character over its last ``OWN_WINDOW`` reads: the same
   recent stretch the server's pace covers, so an answer that began while the server was busier is not
   judged by its slower past. The answer is slow when, after at least ``MIN_READS`` reads of its own and
   ``MIN_PACE_READS`` of the server's, that is more than ``slowdown`` × the server's.
@@ -52,40 +59,41 @@ MIN_PACE_READS = 32
 
 
 class Pace:
-    """One server's typical time per token of an answer: over its last ``WINDOW`` reads of all its
-    answers, the time they covered over the tokens they brought (``None`` until a read was seen).
+    """One server's typical time per character of an answer: over its last ``WINDOW`` reads of all its
+    answers, the time they covered over the characters they brought (``None`` until a read was seen).
     ``read_gap`` is the typical time between two reads of one answer; ``last_at`` the latest read."""
 
-    __slots__ = ("_events", "_next", "_reads", "_time", "last_at", "reads")
+    __slots__ = ("_next", "_produced", "_reads", "_time", "last_at", "reads")
 
     def __init__(self) -> None:
         self._reads: list[tuple[float, int]] = []
         self._next = 0
         self._time = 0.0
-        self._events = 0
+        self._produced = 0
         self.reads = 0
         self.last_at = -math.inf
 
-    def observe(self, elapsed: float, events: int, *, at: float) -> None:
-        """One read of an answer at ``at``: ``events`` tokens in the ``elapsed`` seconds since its
+    def observe(self, elapsed: float, produced: int, *, at: float) -> None:
+        """One read of an answer at ``at``: ``produced`` characters in the ``elapsed`` seconds since its
         previous read."""
         self.reads += 1
         self.last_at = at
         reads = self._reads
         if len(reads) < WINDOW:
-            reads.append((elapsed, events))
+            reads.append((elapsed, produced))
         else:
-            old_elapsed, old_events = reads[self._next]
+            old_elapsed, old_produced = reads[self._next]
             self._time -= old_elapsed
-            self._events -= old_events
-            reads[self._next] = (elapsed, events)
+            self._produced -= old_produced
+            reads[self._next] = (elapsed, produced)
             self._next = (self._next + 1) % WINDOW
         self._time += elapsed
-        self._events += events
+        self._produced += produced
 
     @property
     def gap(self) -> float | None:
-        return self._time / self._events if self._events > 0 else None
+        """Seconds per character."""
+        return self._time / self._produced if self._produced > 0 else None
 
     @property
     def read_gap(self) -> float | None:
@@ -101,32 +109,34 @@ class AnswerPace:
     def __init__(self, pace: Pace, slowdown: float) -> None:
         self._pace = pace
         self._slowdown = slowdown
-        #: (time, events) at its last reads: its own pace over the same recent stretch as the server's
+        #: (time, characters produced) at its last reads: its own pace over the same recent stretch as
+        #: the server's
         self._marks: deque[tuple[float, int]] = deque(maxlen=OWN_WINDOW + 1)
         self.reads = 0
 
     @property
     def gap(self) -> float | None:
-        """This answer's time per token over its last ``OWN_WINDOW`` reads (``None`` before two)."""
+        """This answer's time per character over its last ``OWN_WINDOW`` reads (``None`` before two)."""
         marks = self._marks
         if len(marks) < 2:
             return None
-        (first_at, first_events), (last_at, last_events) = marks[0], marks[-1]
-        return (last_at - first_at) / (last_events - first_events)
+        (first_at, first_produced), (last_at, last_produced) = marks[0], marks[-1]
+        return (last_at - first_at) / (last_produced - first_produced)
 
-    def heard(self, now: float, events: int) -> bool:
-        """A read at ``now`` brought the answer to ``events`` events: whether it is now slow.
+    def heard(self, now: float, produced: int) -> bool:
+        """A read at ``now`` brought the answer to ``produced`` characters of generated text: whether
+        it is now slow. A read that brought no text (a role, a finish reason) is not one of its reads.
 
         The first read only starts the clock (the time before it is the server's queue and prefill).
         """
         marks = self._marks
         if marks:
-            last_at, last_events = marks[-1]
-            if events <= last_events:
+            last_at, last_produced = marks[-1]
+            if produced <= last_produced:
                 return False
-            self._pace.observe(now - last_at, events - last_events, at=now)
+            self._pace.observe(now - last_at, produced - last_produced, at=now)
             self.reads += 1
-        marks.append((now, events))
+        marks.append((now, produced))
         pace = self._pace
         if self.reads < MIN_READS or pace.reads < MIN_PACE_READS:
             return False

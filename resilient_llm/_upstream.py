@@ -132,6 +132,7 @@ class Upstream:
         url = self._metrics_url
         assert url is not None and self._breaker is not None
         budget = max(1.0, 2 * self._breaker.config.poll_interval)
+        requested_at = self._clock()  # the counts are taken between this and the answer's arrival
         try:
             with anyio.move_on_after(budget):
                 raw = await self._transport().request(
@@ -142,7 +143,8 @@ class Upstream:
                     # 4xx: nothing there (OpenAI, a gateway, a mock); 5xx: the server is in trouble
                     return Scrape(None, f"HTTP {raw.status}", absent=400 <= raw.status < 500)
                 self.responded()
-                load = parse_metrics(body.decode("utf-8", "replace"), scraped_at=self._clock())
+                text = body.decode("utf-8", "replace")
+                load = parse_metrics(text, scraped_at=self._clock(), requested_at=requested_at)
                 if load is None:
                     return Scrape(None, "no vLLM request gauges in the response", absent=True)
                 return Scrape(load)

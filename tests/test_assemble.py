@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from openai.types import Completion
 from openai.types.chat import ChatCompletion
 
-from resilient_llm._assemble import ChatAssembler, CompletionAssembler
+from resilient_llm._assemble import ChatAssembler, CompletionAssembler, ResponseAssembler
 from tests._fixtures import load, sse_chunks, vllm_chunks
 
 
@@ -283,6 +283,40 @@ def test_refusal_and_legacy_function_call() -> None:
     message = body["choices"][0]["message"]
     assert message["refusal"] == "I cannot."
     assert message["function_call"] == {"name": "lookup", "arguments": '{"q": "x"}'}
+
+
+def test_produced_counts_the_generated_text_of_every_kind() -> None:
+    """An answer's pace is measured in ``produced`` (``_hedge.py``): every kind of generated text."""
+    assembler = ChatAssembler()
+    fed = [
+        chunk(delta(role="assistant", content="")),  # vLLM's opening delta: nothing generated
+        chunk(delta(content="Hello"), delta(index=1, content="Hi")),
+        chunk(delta(reasoning="think")),
+        chunk(delta(reasoning_content="more")),
+        chunk(delta(refusal="no")),
+        chunk(delta(tool_calls=[{"index": 0, "id": "t", "function": {"name": "f", "arguments": '{"a"'}}])),
+        chunk(delta(function_call={"name": "g", "arguments": ":1}"})),
+        chunk(delta(finish="stop"), usage={"completion_tokens": 9}),
+    ]
+    counts = []
+    for c in fed:
+        assembler.feed(c)
+        counts.append(assembler.produced)
+    # characters, at least TOKEN_CHARS (4) for a choice's delta that brought any: "Hi" and "no" count 4
+    assert counts == [0, 9, 14, 18, 22, 26, 30, 30]
+
+    completion = CompletionAssembler()
+    completion.feed({"id": "c", "choices": [{"index": 0, "text": "abcdef"}, {"index": 1, "text": ""}]})
+    completion.feed({"id": "c", "choices": [{"index": 0, "text": "7"}]})
+    assert completion.produced == 10
+
+    responses = ResponseAssembler()
+    responses.feed({"type": "response.created", "response": {"id": "r"}})
+    responses.feed({"type": "response.output_text.delta", "delta": "fourth"})
+    responses.feed({"type": "response.function_call_arguments.delta", "delta": "{}"})
+    responses.feed({"type": "response.output_text.delta", "delta": ""})
+    responses.feed({"type": "response.completed", "response": {"id": "r"}})
+    assert responses.produced == 10 and responses.finished
 
 
 def test_tool_call_without_index_or_id() -> None:

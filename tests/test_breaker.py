@@ -777,3 +777,26 @@ def test_kv_holds_only_at_high_and_releases_only_at_low(
         else:
             assert not holding
     assert all(old != new for old, new, _ in seen)
+
+
+def test_a_call_waiting_for_a_restarting_server_retries_at_the_breakers_pace() -> None:
+    """``_engine._paced_by_breaker``: no backoff of its own once the breaker is open or probing (the
+    limiter holds it until a probe is answered), at most one cooldown before."""
+    from types import SimpleNamespace
+
+    from resilient_llm._engine import _paced_by_breaker
+
+    clock = FakeClock()
+    breaker, _ = make(clock, failure_threshold=2, open_cooldown=1.0)
+    replica: Any = SimpleNamespace(breaker=breaker)
+    assert _paced_by_breaker(replica, 0.4) == 0.4  # closed: the first refusals keep a short backoff
+    assert _paced_by_breaker(replica, 6.0) == 1.0  # ... never more than a cooldown
+    breaker.on_failure("refused")
+    breaker.on_failure("refused")
+    assert state_of(breaker) == "open"
+    assert _paced_by_breaker(replica, 6.0) == 0.0
+    clock.now += 1.0
+    assert state_of(breaker) == "half_open"
+    assert _paced_by_breaker(replica, 6.0) == 0.0
+    no_breaker: Any = SimpleNamespace(breaker=None)
+    assert _paced_by_breaker(no_breaker, 6.0) == 6.0

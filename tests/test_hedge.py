@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from resilient_llm import AsyncOpenAI, ConfigError
+from resilient_llm._assemble import ChatAssembler
 from resilient_llm._hedge import MIN_PACE_READS, MIN_READS, AnswerPace, Pace, race
 from resilient_llm.demo._run import library_settings
 from resilient_llm.testing import SimulatorConfig, VLLMSimulator
@@ -77,11 +78,19 @@ def test_an_answer_read_alone_is_its_own_pace() -> None:
     assert pace.gap == pytest.approx(0.2)
 
 
-def test_several_events_in_one_read_count_as_that_many_tokens() -> None:
+def test_a_read_is_measured_by_the_text_it_brought() -> None:
     answer = AnswerPace(warmed(0.02), 4.0)
     answer.heard(0.0, 1)
     for i in range(1, 100):
-        assert not answer.heard(i * 0.2, 1 + 10 * i)  # 10 tokens per 0.2 s: the server's pace
+        assert not answer.heard(i * 0.2, 1 + 10 * i)  # 10 characters per 0.2 s: the server's pace
+
+
+def test_a_read_without_text_is_not_a_read() -> None:
+    pace = warmed(0.02)
+    answer = AnswerPace(pace, 4.0)
+    answer.heard(0.0, 0)  # the role chunk
+    assert not answer.heard(0.5, 0)  # a finish reason, a usage chunk: nothing produced
+    assert (answer.reads, pace.reads) == (0, MIN_PACE_READS)
 
 
 def test_one_slow_answer_among_others_is_found_and_does_not_move_the_pace() -> None:
@@ -101,6 +110,43 @@ def test_a_server_that_slows_down_as_a_whole_moves_its_pace() -> None:
         verdicts += [a.heard(step * 0.1, 1 + step) for a in answers]
     assert not any(verdicts)
     assert pace.gap == pytest.approx(0.1)
+
+
+def paced_answers(texts: list[str], gap: float, reads: int) -> list[list[bool]]:
+    """Answers streamed side by side, one chunk every ``gap`` seconds each, answer ``i``'s chunks
+    carrying ``texts[i]``: fed through the assembler, whose ``produced`` is what the reader passes."""
+    pace = Pace()
+    answers = [(ChatAssembler(), AnswerPace(pace, 4.0)) for _ in texts]
+    verdicts: list[list[bool]] = [[] for _ in texts]
+    for k in range(reads):
+        for i, (assembler, answer) in enumerate(answers):
+            assembler.feed({"id": "c", "choices": [{"index": 0, "delta": {"content": texts[i]}}]})
+            verdicts[i].append(answer.heard(k * gap, assembler.produced))
+    return verdicts
+
+
+def test_one_token_per_chunk_is_one_token_whatever_its_length() -> None:
+    """vLLM's default: a chunk per token. An answer of digits (or CJK characters), one character a
+    token, among English answers (six a token) comes at the same pace: not slow."""
+    verdicts = paced_answers([" cells"] * 7 + ["1"], 0.02, 200)
+    assert not any(any(v) for v in verdicts)
+
+
+def test_packed_chunks_are_measured_by_their_text() -> None:
+    """Five tokens a chunk for the others, one for an answer ten times slower, every 50 ms against
+    20: 2.5x slower in chunks, 10x in text."""
+    pace = Pace()
+    fast = [(ChatAssembler(), AnswerPace(pace, 4.0)) for _ in range(7)]
+    slow = (ChatAssembler(), AnswerPace(pace, 4.0))
+    reads = sorted([(k * 0.02, i) for i in range(7) for k in range(200)] + [(k * 0.05, 7) for k in range(80)])
+    verdicts: list[list[bool]] = [[] for _ in range(8)]
+    for at, i in reads:
+        assembler, answer = slow if i == 7 else fast[i]
+        text = " cells" if i == 7 else " cells" * 5
+        assembler.feed({"id": "c", "choices": [{"index": 0, "delta": {"content": text}}]})
+        verdicts[i].append(answer.heard(at, assembler.produced))
+    assert not any(any(v) for v in verdicts[:7])
+    assert any(verdicts[7])
 
 
 # --- the race --------------------------------------------------------------------------------------
@@ -192,9 +238,18 @@ async def round_of_calls(client: AsyncOpenAI, n: int, tokens: int, *, stream: bo
 @pytest.mark.anyio
 @pytest.mark.integration
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_a_slow_answer_is_hedged_and_the_copy_answers_first(anyio_backend: str) -> None:
+@pytest.mark.parametrize(
+    "tick",
+    [
+        0.005,  # about one token per event, the slow answer's and the others'
+        # Steps of 20 ms: the others' 5 tokens come in one event, the slow answer's one token every
+        # 40 ms in one event: 2x slower in events (under the 4x slowdown), 10x in what it produces.
+        0.02,
+    ],
+)
+async def test_a_slow_answer_is_hedged_and_the_copy_answers_first(anyio_backend: str, tick: float) -> None:
     script = ["none"] * 5 + ["slow"]  # the sixth request streams ten times slower than the rest
-    async with VLLMSimulator(sim_config(fault_script=script)) as sim:
+    async with VLLMSimulator(sim_config(fault_script=script, tick=tick)) as sim:
         client = AsyncOpenAI(api_key="EMPTY", base_url=sim.base_url, **library_settings(SCALE))
         start = anyio.current_time()
         results = await round_of_calls(client, 8, 120)
@@ -209,6 +264,26 @@ async def test_a_slow_answer_is_hedged_and_the_copy_answers_first(anyio_backend:
     assert (stats.hedges, stats.hedges_won) == (1, 1)
     assert sim_stats.requests_aborted >= 1  # the slow answer's connection was closed: the server stopped it
     slow_answer = 120 * TOKEN_TIME * 10 * SCALE  # the simulator's slow_factor is 10
+    assert took < slow_answer / 2
+
+
+@pytest.mark.anyio
+@pytest.mark.integration
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_hedged_copy_that_fails_is_retried(anyio_backend: str) -> None:
+    # The sixth request streams ten times slower; the ninth (its hedged copy) gets a 500: the copy is
+    # retried as any attempt instead of leaving the call to the slow answer.
+    script = ["none"] * 5 + ["slow", "none", "none", "500"]
+    async with VLLMSimulator(sim_config(fault_script=script)) as sim:
+        client = AsyncOpenAI(api_key="EMPTY", base_url=sim.base_url, **library_settings(SCALE))
+        start = anyio.current_time()
+        results = await round_of_calls(client, 8, 120)
+        took = anyio.current_time() - start
+        stats = client.stats()
+        await client.close()
+    assert all(isinstance(r, str) and r for r in results)
+    assert (stats.hedges, stats.hedges_won) == (1, 1) and stats.retries == 1
+    slow_answer = 120 * TOKEN_TIME * 10 * SCALE
     assert took < slow_answer / 2
 
 

@@ -107,6 +107,14 @@ def test_the_preemptions_counter_is_read_whichever_name_its_family_has() -> None
     assert parse_metrics(gauges, scraped_at=0.0) == ServerLoad(3, 1, None, 1, 0.0)  # not exported: None
 
 
+def test_a_scrape_keeps_when_it_was_sent_and_when_it_arrived() -> None:
+    gauges = text("vllm:num_requests_running 3", "vllm:num_requests_waiting 1")
+    load = parse_metrics(gauges, scraped_at=5.0, requested_at=4.0)
+    assert load is not None and (load.requested_at, load.scraped_at, load.earliest_at) == (4.0, 5.0, 4.0)
+    unknown = parse_metrics(gauges, scraped_at=5.0)
+    assert unknown is not None and unknown.requested_at is None and unknown.earliest_at == 5.0
+
+
 def test_unlabelled_series_are_one_engine() -> None:
     loads = parse_metrics_by_engine(fixture("metrics_legacy_v0.txt"), scraped_at=1.0)
     assert loads is not None

@@ -286,3 +286,32 @@ async def test_metrics_that_run_behind_the_answers_make_no_false_orphans(anyio_b
         await client.close()
     assert all(isinstance(r, str) for r in results), results
     assert stats.orphans == 0 and stats.retries == 0
+
+
+async def test_calls_waiting_for_a_restarted_server_go_when_its_breaker_finds_it_up(
+    anyio_backend: str,
+) -> None:
+    """Calls refused by a restarting server retry at the breaker's pace, not on their own backoff: with
+    a backoff of 0.15 s doubling (no jitter), a call refused 0, 0.15, 0.45 and 1.05 s into a 1.2 s
+    restart would sleep until 2.25 s; the breaker's probes (every 0.1 s) find the server up at 1.2 s."""
+    with SimulatorThread(sim_config(capacity=8, time_scale=0.1, tick=0.005, restart_down_for=12.0)) as sim:
+        breaker = BreakerConfig(open_cooldown=0.1, max_cooldown=0.4, poll_interval=0.05)
+        backoff = Backoff(base=0.15, cap=5.0, jitter="none")
+        client = sim_client(sim, breaker=breaker, backoff=backoff, ramp_up=0, deadline=30)
+        restarted_at: list[float] = []
+        assert await chat(client, 5)  # the server has answered this client: a refusal is a restart
+
+        async def restart() -> None:
+            await anyio.sleep(0.1)  # the calls are being answered
+            await anyio.to_thread.run_sync(sim.restart)
+            restarted_at.append(time.monotonic())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(restart)
+            results = await many(client, 4, 100)
+        done_at = time.monotonic()
+        stats, restarts = client.stats(), sim.stats().restarts
+        await client.close()
+    assert all(isinstance(r, str) for r in results), results
+    assert restarts == 1 and stats.retries >= 4
+    assert done_at - restarted_at[0] < 1.9  # 1.2 s down, a probe, 0.2 s of answer; not 2.25 + 0.2

@@ -9,9 +9,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from resilient_llm import BreakerConfig
 from resilient_llm._exceptions import ConfigError
 from resilient_llm._load import ServerLoad
+from resilient_llm._vllm._monitor import Scrape as Scraped
+from resilient_llm._vllm._monitor import ServerMonitor
 from resilient_llm._vllm._orphans import OrphanDetector
+from resilient_llm._watch import Watch, Watches
+from resilient_llm.testing import FakeClock
 
 GRACE = 5.0
 
@@ -396,3 +401,71 @@ def test_a_batch_within_twice_the_smallest_grace_is_never_aborted(
         silent = [(k, s) for k, s in enumerate(sends) if s <= t]
         known = sum(1 for _, s in silent if s <= t - grace)
         assert detector.observe(load(counted, t), silent, t, known=known, grace=grace) == []
+
+
+# --- a scrape is dated by when it was sent --------------------------------------------------------------
+def test_a_scrape_is_judged_at_the_time_it_was_sent() -> None:
+    # Sent at 6 and arrived at 9 (a slow /metrics): at 6 "a" had been silent 4 s, under the grace.
+    detector: OrphanDetector[str] = OrphanDetector(grace=GRACE)
+    sent_late = ServerLoad(
+        running=0, waiting=0, kv_cache_usage=None, engines=1, scraped_at=9.0, requested_at=6.0
+    )
+    assert sent_late.earliest_at == 6.0 and load(0, 9.0).earliest_at == 9.0
+    assert detector.observe(sent_late, [("a", 2.0)], now=9.0) == []
+    # The run is measured from when the scrapes were sent: 7 -> 12 is a grace, not 10 -> 15.
+    at_7 = ServerLoad(running=0, waiting=0, kv_cache_usage=None, engines=1, scraped_at=10.0, requested_at=7.0)
+    at_12 = ServerLoad(
+        running=0, waiting=0, kv_cache_usage=None, engines=1, scraped_at=15.0, requested_at=12.0
+    )
+    assert detector.observe(at_7, [("a", 2.0)], now=10.0) == []
+    assert detector.observe(at_12, [("a", 2.0)], now=15.0) == ["a"]
+
+
+def test_requests_sent_while_a_scrape_was_on_its_way_are_not_owed() -> None:
+    """A server whose /metrics takes 1.2 s to answer, a new request sent 0.1 s after each scrape was
+    sent, two requests waiting in its queue (counted, silent): the server counts every request sent
+    before each scrape. Dated by its arrival, each scrape would owe the newest request (sent 1.1 s
+    before the arrival, past the 1 s grace) and the oldest queued request would be aborted."""
+
+    async def scrape() -> Scraped:  # never called: the test feeds the scrapes
+        raise AssertionError
+
+    clock, watches = FakeClock(), Watches()
+    config = BreakerConfig(poll_interval=0.5, orphan_grace=1.0, orphan_grace_min=1.0)
+    mon = ServerMonitor(
+        config=config,
+        server="http://sim/v1",
+        scrape=scrape,
+        on_load=lambda load: None,
+        on_idle=lambda: None,
+        watches=watches,
+        busy=lambda: True,
+        clock=clock,
+    )
+    sent: list[Watch] = []
+
+    def send() -> None:
+        w = Watch(now=clock(), silence=600.0, deadline_at=1e9)
+        watches.add(w)
+        sent.append(w)
+
+    send(), send()
+    clock.now = 2.0
+    for _ in range(8):
+        requested_at = clock()
+        counted = len(sent)  # the server has every request sent before the scrape
+        clock.advance(0.1)
+        send()
+        clock.advance(1.1)
+        mon._check_watches(
+            ServerLoad(
+                running=0,
+                waiting=counted,
+                kv_cache_usage=None,
+                engines=1,
+                scraped_at=clock(),
+                requested_at=requested_at,
+            )
+        )
+        clock.advance(0.3)
+    assert not any(w.orphaned for w in sent)

@@ -100,20 +100,25 @@ def metrics_url(base_url: str) -> str:
     return server_root_url(base_url) + "/metrics"
 
 
-def parse_metrics(text: str, *, scraped_at: float) -> ServerLoad | None:
+def parse_metrics(text: str, *, scraped_at: float, requested_at: float | None = None) -> ServerLoad | None:
     """The server's load from ``/metrics`` text, summed over engines; ``None`` if it says nothing.
 
     ``None`` when the text has no ``vllm:num_requests_running`` and ``vllm:num_requests_waiting``
     families (some other server's ``/metrics``, or not Prometheus text at all) or when those families
     are malformed; the reason is logged at debug level. Never raises on bad text. ``engines`` counts
     distinct ``engine`` label values (1 when unlabelled); ``kv_cache_usage`` is the mean over engines
-    that report it (see the module docstring), ``None`` when none does.
+    that report it (see the module docstring), ``None`` when none does. ``scraped_at``: when the
+    response arrived; ``requested_at``: when the scrape was sent (:class:`ServerLoad`).
     """
     per_engine = parse_metrics_by_engine(text, scraped_at=scraped_at)
-    return None if per_engine is None else combine_engines(per_engine, scraped_at=scraped_at)
+    if per_engine is None:
+        return None
+    return combine_engines(per_engine, scraped_at=scraped_at, requested_at=requested_at)
 
 
-def combine_engines(per_engine: Mapping[str, ServerLoad], *, scraped_at: float) -> ServerLoad:
+def combine_engines(
+    per_engine: Mapping[str, ServerLoad], *, scraped_at: float, requested_at: float | None = None
+) -> ServerLoad:
     """One server-wide load: running and waiting summed, KV usage the mean of the engines reporting it."""
     loads = per_engine.values()
     kv = [load.kv_cache_usage for load in loads if load.kv_cache_usage is not None]
@@ -125,6 +130,7 @@ def combine_engines(per_engine: Mapping[str, ServerLoad], *, scraped_at: float) 
         engines=sum(load.engines for load in loads),
         scraped_at=scraped_at,
         preemptions=sum(preempted) if preempted else None,
+        requested_at=requested_at,
     )
 
 

@@ -378,10 +378,14 @@ class ServerMonitor:
         be fresh, and the longest grace holds for a window.
 
         Which answers were arriving at a scrape is judged at the next one, from what came after it: an
-        answer that had started a quarter of a poll interval before the scrape and still sent bytes as
-        long after it was being generated at the scrape. Judged at the scrape itself, an answer whose last
-        token the server had just made (no longer running) looks the same as one still running, and
-        with many short answers one of those is at almost every scrape.
+        answer that had started a quarter of a poll interval before the scrape was sent and still sent
+        bytes as long after its answer arrived was being generated when the server took its counts.
+        Judged at the scrape itself, an answer whose last token the server had just made (no longer
+        running) looks the same as one still running, and with many short answers one of those is at
+        almost every scrape.
+
+        The tracker itself dates a scrape by its arrival: a request sent while the scrape was on its
+        way counts as open at it, which can only make the lag it learns longer.
         """
         at = load.scraped_at
         attempts = [
@@ -393,13 +397,13 @@ class ServerMonitor:
         grace = lag.observe(load, attempts, ended=ended)
         previous, self._previous = self._previous, load
         if previous is not None and previous.scraped_at < at:
-            then, margin = previous.scraped_at, self._config.poll_interval / 4
+            sent, came, margin = previous.earliest_at, previous.scraped_at, self._config.poll_interval / 4
             arriving = sum(
                 1
                 for w in self._watches
                 if w.first_byte_at is not None
-                and w.first_byte_at <= then - margin
-                and w.silent_since >= then + margin
+                and w.first_byte_at <= sent - margin
+                and w.silent_since >= came + margin
             )
             if arriving > previous.running:
                 self._stale_until = at + self._config.orphan_lag_window
@@ -422,9 +426,11 @@ class ServerMonitor:
     def _abort_orphans(self, load: ServerLoad, detector: OrphanDetector[Watch], grace: float) -> None:
         watches = list(self._watches)
         silent = [(w, w.silent_since) for w in watches]
-        # Attempts this scrape must count: sent long enough ago to be past the metrics lag, or already
-        # answering (a request streaming its answer is scheduled, hence counted).
-        settled, scraped = load.scraped_at - grace, load.scraped_at
+        # Attempts this scrape must count: sent long enough before the scrape was sent to be past the
+        # metrics lag, or already answering then (a request streaming its answer is scheduled, hence
+        # counted). Not its arrival: the counts may have been taken as soon as it was sent.
+        scraped = load.earliest_at
+        settled = scraped - grace
         known = sum(
             1
             for w in watches

@@ -22,10 +22,14 @@ waiting for its next byte. Each scrape of ``/metrics`` gives ``server_active = r
    first schedules it. A real vLLM 0.32 on a CPU showed 64 requests sent at once as ``running 1`` for
    6-8 s, and for 13.5 s with other work on the machine (``docs/real-vllm.md``). So only attempts sent
    at least ``grace`` seconds before the scrape count (``known``), and only attempts silent for at least
-   ``grace`` at the time of the scrape (``scraped_at − silent_since ≥ grace``) are eligible:
-   ``deficit = max(known, eligible) − server_active``.
+   ``grace`` at the time of the scrape (``T − silent_since ≥ grace``) are eligible:
+   ``deficit = max(known, eligible) − server_active``. The time of a scrape, ``T``, is when it was
+   *sent* (``load.earliest_at``; its arrival when that is not known): the server takes its counts
+   somewhere between the two, so a request sent after the scrape was sent may be missing from them
+   whatever the lag. Stamped at its arrival, a scrape that took a while to come back (a busy server's
+   ``/metrics`` handler) would count as owed the requests sent while it was on its way.
 3. One scrape is not the truth of now. The deficit must persist: every scrape of an unbroken run of
-   scrapes with ``deficit > 0`` that spans at least ``grace`` seconds (by ``scraped_at``). A scrape with
+   scrapes with ``deficit > 0`` that spans at least ``grace`` seconds (by ``T``). A scrape with
    no deficit ends the run; a scrape older than the last one seen is ignored; re-observing the same
    scrape does not lengthen the run.
 4. An attempt becomes a candidate once the run has gone on for ``grace`` seconds since it was both
@@ -92,7 +96,7 @@ class OrphanDetector(Generic[K]):
 
     def __init__(self, *, grace: float) -> None:
         self._grace = _check_grace(grace)
-        self._run_start: float | None = None  # scraped_at of the first scrape of the current deficit run
+        self._run_start: float | None = None  # T (earliest_at) of the first scrape of the current deficit run
         self._last_scrape: float | None = None
         self._selected: set[K] = set()  # returned before and still reported silent by the caller
 
@@ -113,19 +117,21 @@ class OrphanDetector(Generic[K]):
         """Feed one scrape; return the keys to abort, oldest first (usually none).
 
         ``silent`` holds ``(key, silent_since)`` for every attempt currently waiting for a byte, on the
-        same clock as ``now`` and ``load.scraped_at``; ``known`` is how many attempts (silent or not)
-        this client has had in flight since at least ``grace`` before the scrape; ``streaming`` the keys
-        of attempts whose answer had started arriving by the scrape (rule 5). ``grace`` is this scrape's
+        same clock as ``now`` and the scrape's times; ``known`` is how many attempts (silent or not)
+        this client has had in flight since at least ``grace`` before the scrape was sent
+        (``load.earliest_at``); ``streaming`` the keys of attempts whose answer had started arriving
+        by then (rule 5). ``grace`` is this scrape's
         grace (rule 6); ``None`` uses the one given at construction.
         """
         grace = self._grace if grace is None else _check_grace(grace)
         present = {key for key, _ in silent}
         self._selected &= present
-        if self._last_scrape is not None and load.scraped_at <= self._last_scrape:
+        at = load.earliest_at
+        if self._last_scrape is not None and at <= self._last_scrape:
             return []  # the same scrape again, or an older one: nothing new is known
-        self._last_scrape = load.scraped_at
+        self._last_scrape = at
 
-        seen_at = min(now, load.scraped_at)
+        seen_at = min(now, at)
         eligible = [(since, key) for key, since in silent if seen_at - since >= grace]
         deficit_all = max(len(eligible), known or 0) - load.active
         started = set(streaming) if streaming is not None else set()
