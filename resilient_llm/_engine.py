@@ -243,10 +243,12 @@ class Engine:
             new in ("closed", "holding")
             and old in ("open", "half_open")
             and replica.ramp is not None
-            and not (replica.breaker is not None and replica.breaker.metrics_available)
+            and not (replica.breaker is not None and replica.breaker.metrics_seen)
         ):
             # Back from a failure: ramped in again, unless the server's /metrics are read (then its
             # queue depth holds calls back as it fills; a ramp would only leave its batch half empty).
+            # Read before the outage is enough: they went stale while it answered nothing, and the
+            # breaker may close (at a probe's first token) before the next scrape.
             replica.ramp.restart()
         self.limiter.wake(everyone=new == "open")
         if self.hooks:

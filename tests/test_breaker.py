@@ -412,6 +412,21 @@ def test_derived_watermark_follows_observed_capacity() -> None:
     assert breaker.reason == "waiting 16 >= high watermark 16"
 
 
+def test_metrics_once_read_stay_seen_when_they_go_stale() -> None:
+    """Through an outage a server's /metrics go stale; that it serves them is still known (the engine
+    then restarts no ramp at recovery: the next scrape holds calls on its queue depth)."""
+    clock = FakeClock()
+    breaker, _ = make(clock)
+    assert not breaker.metrics_seen
+    breaker.on_load(None)  # a failed scrape before any: nothing seen
+    assert not breaker.metrics_seen
+    breaker.on_load(load(clock, waiting=0))
+    assert breaker.metrics_seen and breaker.metrics_available
+    clock.now += 60.0
+    breaker.on_load(None)
+    assert breaker.metrics_seen and not breaker.metrics_available
+
+
 def test_stale_metrics_release_the_hold_and_say_so_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     clock = FakeClock()

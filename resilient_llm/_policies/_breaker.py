@@ -80,6 +80,7 @@ class Breaker:
         self._max_running = 0
         self._saturated = 0  # the largest ``running`` seen while requests were waiting
         self._metrics: Literal["unknown", "available", "unavailable"] = "unknown"
+        self._metrics_seen = False  # a load was ever applied: the server serves vLLM's /metrics
         self._queue_hold: str | None = None  # the reason while holding on queue depth
         self._kv_hold: str | None = None  # the reason while holding on KV cache usage
 
@@ -123,6 +124,12 @@ class Breaker:
         """Whether a fresh (younger than ``stale_after``) server load is in effect."""
         self._refresh(self._clock())
         return self._load is not None
+
+    @property
+    def metrics_seen(self) -> bool:
+        """Whether the server's ``/metrics`` were ever read: through an outage they go stale (it answers
+        nothing), but the first scrape after it is back gives its queue depth again."""
+        return self._metrics_seen
 
     @property
     def load(self) -> ServerLoad | None:
@@ -247,6 +254,7 @@ class Breaker:
         if self._metrics != "available":  # the server monitor says it (once, at INFO, naming the server)
             logger.debug("server metrics available: holding on queue depth")
         self._metrics = "available"
+        self._metrics_seen = True
         self._load = load
         self._load_at = min(load.scraped_at, now)  # a clock ahead of ours must not keep it fresh
         self._max_running = max(self._max_running, load.running)
