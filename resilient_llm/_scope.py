@@ -22,7 +22,6 @@ import heapq
 import itertools
 import math
 import sys
-import weakref
 from types import TracebackType
 from typing import Any, Final
 
@@ -201,21 +200,28 @@ class _Timers:
 #: Marked entries in a loop's heap before they are dropped at once (when they are most of it).
 _COMPACT_AT: Final = 256
 _sequence = itertools.count()  # orders entries of equal deadlines (first in, first fired)
-_TIMERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Timers] = weakref.WeakKeyDictionary()
-_last: tuple[weakref.ReferenceType[asyncio.AbstractEventLoop], _Timers] | None = None
+#: The attribute of a loop that holds its :class:`_Timers`. On the loop itself, not in a registry
+#: keyed by loops: the timers reference the loop (their timer handle, the tasks of live scopes), so a
+#: weak-keyed registry would keep every loop that ever ran a scope alive; loop and timers are one cycle
+#: that the garbage collector frees together.
+_ATTRIBUTE: Final = "_resilient_llm_deadlines"
+#: Loops that take no attribute (none of asyncio's own or uvloop's): their timers, for as long as the
+#: process lives.
+_NO_ATTRIBUTES: dict[asyncio.AbstractEventLoop, _Timers] = {}
 
 
 def _timers() -> _Timers:
-    """The running loop's :class:`_Timers` (the last loop's are kept at hand: one loop is the rule)."""
-    global _last
+    """The running loop's :class:`_Timers`."""
     loop = asyncio.get_running_loop()
-    last = _last
-    if last is not None and last[0]() is loop:
-        return last[1]
-    timers = _TIMERS.get(loop)
+    timers: _Timers | None = getattr(loop, _ATTRIBUTE, None)
     if timers is None:
-        timers = _TIMERS[loop] = _Timers()
-    _last = (weakref.ref(loop), timers)
+        timers = _NO_ATTRIBUTES.get(loop)
+        if timers is None:
+            timers = _Timers()
+            try:
+                setattr(loop, _ATTRIBUTE, timers)
+            except AttributeError:
+                _NO_ATTRIBUTES[loop] = timers
     return timers
 
 

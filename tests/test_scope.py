@@ -162,3 +162,25 @@ async def test_an_anyio_scope_inside_expires_as_anyio_says(anyio_backend: str) -
         async with deadline_scope(anyio.current_time() + 60) as ours:
             await anyio.sleep(5)
     assert theirs.cancelled_caught and not ours.cancelled_caught
+
+
+@asyncio_only
+@pytest.mark.timeout(30)
+def test_a_loop_that_ran_scopes_is_freed_after_it_ends() -> None:
+    """The loop's deadlines live on the loop: nothing the library keeps holds a finished loop alive
+    (a registry keyed by loops would, through the timer handle and the entries that reference it)."""
+    import asyncio
+    import gc
+    import weakref
+
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        async with deadline_scope(anyio.current_time() + 600):  # leaves an entry minutes away
+            await anyio.lowlevel.checkpoint()
+
+    for _ in range(3):
+        asyncio.run(main())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]
