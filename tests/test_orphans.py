@@ -9,14 +9,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from resilient_llm import BreakerConfig
 from resilient_llm._exceptions import ConfigError
 from resilient_llm._load import ServerLoad
-from resilient_llm._vllm._monitor import Scrape as Scraped
-from resilient_llm._vllm._monitor import ServerMonitor
 from resilient_llm._vllm._orphans import OrphanDetector
 from resilient_llm._watch import Watch, Watches
 from resilient_llm.testing import FakeClock
+from tests.test_overtaken import monitor
 
 GRACE = 5.0
 
@@ -427,21 +425,8 @@ def test_requests_sent_while_a_scrape_was_on_its_way_are_not_owed() -> None:
     before each scrape. Dated by its arrival, each scrape would owe the newest request (sent 1.1 s
     before the arrival, past the 1 s grace) and the oldest queued request would be aborted."""
 
-    async def scrape() -> Scraped:  # never called: the test feeds the scrapes
-        raise AssertionError
-
     clock, watches = FakeClock(), Watches()
-    config = BreakerConfig(poll_interval=0.5, orphan_grace=1.0, orphan_grace_min=1.0)
-    mon = ServerMonitor(
-        config=config,
-        server="http://sim/v1",
-        scrape=scrape,
-        on_load=lambda load: None,
-        on_idle=lambda: None,
-        watches=watches,
-        busy=lambda: True,
-        clock=clock,
-    )
+    mon = monitor(clock, watches, orphan_grace=1.0, orphan_grace_min=1.0)  # polls every 0.5 s
     sent: list[Watch] = []
 
     def send() -> None:
