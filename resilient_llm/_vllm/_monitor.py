@@ -62,6 +62,8 @@ SILENT_READS: Final = 30
 #: The overtaken rule: a streamed request that has shown nothing is cut once at least this many requests
 #: sent after it (a poll interval or more later, with request bodies at least half its size) have started
 #: answering, each within 1 / ``OVERTAKEN_WAIT`` of the time it has waited.
+#: How long ``stop()`` lets a scrape in flight end before cancelling it (seconds).
+SCRAPE_FINISH: Final = 0.5
 OVERTAKERS: Final = 3
 OVERTAKEN_WAIT: Final = 2.0
 
@@ -121,6 +123,7 @@ class ServerMonitor:
         self._task: asyncio.Task[None] | None = None
         self._scope: anyio.CancelScope | None = None
         self._done: anyio.Event | None = None
+        self._scraping: anyio.Event | None = None  # set when the scrape in flight ends
         self._available: bool | None = None
         self._absent_until = 0.0
         self._absent_wait = ABSENT_RECHECK
@@ -148,10 +151,17 @@ class ServerMonitor:
 
     async def stop(self) -> None:
         """Stop polling (``client.close()``); waits a moment for the task to end in this loop."""
-        scope, done = self._scope, self._done
+        scope, done, scraping = self._scope, self._done, self._scraping
+        here = _current_owner() is self._owner
+        if scraping is not None and here:
+            # A scrape cut while it connects can leave its socket to the garbage collector (httpcore on
+            # trio does not close a connection whose TLS handshake is cancelled): let the one in flight
+            # end first, for a moment (a local or refused connection takes milliseconds).
+            with anyio.move_on_after(SCRAPE_FINISH):
+                await scraping.wait()
         if scope is not None:
             scope.cancel()
-        if done is not None and _current_owner() is self._owner:
+        if done is not None and here:
             with anyio.move_on_after(2.0):
                 await done.wait()
 
@@ -192,7 +202,12 @@ class ServerMonitor:
             await self._clock.sleep(interval)
 
     async def _scrape_once(self) -> None:
-        result = await self._scrape()
+        scraping = self._scraping = anyio.Event()
+        try:
+            result = await self._scrape()
+        finally:
+            self._scraping = None
+            scraping.set()
         self.scrapes += 1
         if result.absent:
             self._went_absent(result.detail)
