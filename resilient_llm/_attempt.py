@@ -291,7 +291,7 @@ async def read_assembled(
             return await _finish(att, w, raw, assembler, end)
         assert hedger is not None and copy is not None
         rest = functools.partial(_read_rest, att, w, raw, reader, assembler)
-        answer, hedged = await race(rest, functools.partial(hedger.send, copy))
+        answer, hedged = await race(rest, functools.partial(hedger.send, copy), hedge_alone=hedger.alone)
         if hedged:
             w.dropped = True  # the slow answer's connection is closed: the server aborts it
             hedger.won()

@@ -89,11 +89,12 @@ class Plan(Protocol):
 
 
 class _CallState:
-    __slots__ = ("attempts", "last_error", "lost_retried", "phase", "prev_delay", "retries")
+    __slots__ = ("attempts", "last_error", "last_lost", "lost_retried", "phase", "prev_delay", "retries")
 
     def __init__(self) -> None:
         self.attempts = 0
         self.lost_retried = False  # the call's one retry of lost work, outside the budget, is used
+        self.last_lost = False  # the last retry counted was of work lost in transit
         self.prev_delay: float | None = None  # for decorrelated jitter
         self.retries = 0  # the retries that count against max_retries and the budget
         self.last_error: BaseException | None = None
@@ -521,8 +522,14 @@ class Engine:
         # the call waits for it within its deadline (only the breaker's probes go out) instead of using
         # up retries; one that never answered fails like any connection error (_upstream.py).
         waits_for_ready = replica.upstream.waits_for(exc)
+        if waits_for_ready and state.last_lost:
+            # The attempt before this one was lost as the server went down (a restart): that loss was the
+            # server's, not this request's, and is given back as the wait for the server is.
+            state.retries -= 1
+        state.last_lost = False
         if not waits_for_ready:
             state.retries += 1
+            state.last_lost = _lost_in_transit(exc)
             if state.retries > settings.max_retries:
                 raise exc
             if _lost_in_transit(exc) and not state.lost_retried:
@@ -609,7 +616,17 @@ class _Hedger:
     """A hedge for one attempt (``_hedge.Hedger``): a copy of its request on a slot of its own,
     preferably on another replica, paid for from the retry budget."""
 
-    __slots__ = ("_deadline_at", "_engine", "_lane", "_plan", "_settings", "_shared", "slowdown")
+    __slots__ = (
+        "_alone",
+        "_deadline_at",
+        "_engine",
+        "_in_flight",
+        "_lane",
+        "_plan",
+        "_settings",
+        "_shared",
+        "slowdown",
+    )
 
     def __init__(
         self,
@@ -624,6 +641,8 @@ class _Hedger:
         self._engine, self._settings, self._plan = engine, settings, plan
         self._lane, self._deadline_at, self._shared = lane, deadline_at, shared
         self.slowdown = engine.hedge_slowdown
+        self._alone = False  # the slow answer failed: a failed copy is not retried
+        self._in_flight = False  # a copy holds a slot of its own
 
     async def send(self, copy: Callable[[Attempt], Awaitable[T]]) -> T:
         engine, plan, deadline_at, shared = self._engine, self._plan, self._deadline_at, self._shared
@@ -656,10 +675,14 @@ class _Hedger:
             counters.attempts += 1
             replica.attempts += 1
             att = engine._attempt(self._settings, replica, lane, deadline_at, lease, shared, number=0)
+            self._in_flight = True
             try:
                 result = await copy(att)
             except APIError as exc:
+                self._in_flight = False
                 engine._release(lane, lease, shared)
+                if self._alone:  # the race raises the slow answer's error: the call's own retry follows
+                    raise
                 try:
                     delay = await engine._plan_retry(
                         self._settings, plan, exc, state, deadline_at, replica, shared, att.events > 0
@@ -671,8 +694,10 @@ class _Hedger:
                 avoid = lane
                 continue
             except BaseException:
+                self._in_flight = False
                 engine._release(lane, lease, shared)
                 raise
+            self._in_flight = False
             engine._release(lane, lease, shared)
             if replica.breaker is not None:
                 replica.breaker.on_success()
@@ -680,6 +705,10 @@ class _Hedger:
 
     def won(self) -> None:
         self._engine.counters.hedges_won += 1
+
+    def alone(self) -> bool:
+        self._alone = True
+        return self._in_flight
 
 
 class HedgeRefused(Exception):

@@ -157,12 +157,31 @@ class Hedger(Protocol):
         """The copy's answer was the one used."""
         ...
 
+    def alone(self) -> bool:
+        """The slow answer failed: from now on a failed copy is not retried. Whether the copy goes on
+        (it is in flight on a slot of its own); if not, the race ends and the call's retry takes over."""
+        ...
 
-async def race(primary: Callable[[], Awaitable[T]], hedge: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+
+def _go_on() -> bool:
+    return True
+
+
+async def race(
+    primary: Callable[[], Awaitable[T]],
+    hedge: Callable[[], Awaitable[T]],
+    *,
+    hedge_alone: Callable[[], bool] = _go_on,
+) -> tuple[T, bool]:
     """Run both; the first answer wins and the other is cancelled. Returns it and whether the hedge won.
 
-    A failure of one leaves the other to finish; when both fail, the primary's error is raised (the
-    call pipeline retries it as any other), or the hedge's if the primary had none.
+    A failure of the hedge leaves the primary to finish. A failure of the primary asks ``hedge_alone``
+    whether the hedge goes on by itself (:meth:`Hedger.alone`): a copy that is not in flight (it waits
+    for a slot or a retry) is cancelled instead, and the primary's error raised, so that the call's own
+    retry takes over — the primary's slot is released before it waits for another, where waiting for the
+    copy would hold it (a restart that killed both, behind a half-open breaker that admits as many calls
+    as are held, would wait out the stall limit). When both fail, the primary's error is raised (the call
+    pipeline retries it as any other), or the hedge's if the primary had none.
     """
     won: list[tuple[T, bool]] = []
     errors: dict[bool, Exception] = {}
@@ -172,6 +191,8 @@ async def race(primary: Callable[[], Awaitable[T]], hedge: Callable[[], Awaitabl
             value = await fn()
         except Exception as exc:  # an error of one side is not the race's: the other may still answer
             errors[is_hedge] = exc
+            if not is_hedge and not won and not hedge_alone():
+                scope.cancel()
             return
         if not won:
             won.append((value, is_hedge))

@@ -189,6 +189,29 @@ async def test_when_both_fail_the_primarys_error_is_raised() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("copy_in_flight", [False, True])
+async def test_a_failed_primary_ends_the_race_unless_the_copy_is_in_flight(copy_in_flight: bool) -> None:
+    # A copy still waiting for a slot (or a retry) would hold the primary's slot while it waits: the
+    # race ends with the primary's error and the call's own retry takes over. A copy in flight goes on.
+    asked: list[bool] = []
+
+    def alone() -> bool:
+        asked.append(True)
+        return copy_in_flight
+
+    with anyio.fail_after(2):
+        if copy_in_flight:
+            assert await race(after(0.0, error=ValueError("p")), after(0.05, "h"), hedge_alone=alone) == (
+                "h",
+                True,
+            )
+        else:
+            with pytest.raises(ValueError, match="p"):
+                await race(after(0.0, error=ValueError("p")), after(10.0, "h"), hedge_alone=alone)
+    assert asked == [True]
+
+
+@pytest.mark.anyio
 async def test_cancelling_the_race_cancels_both() -> None:
     with anyio.move_on_after(0.05) as scope:
         await race(after(10.0, "p"), after(10.0, "h"))

@@ -138,6 +138,19 @@ async def test_restart_trips_the_breaker_and_every_call_still_completes(
         assert ramp_at_recovery[-1] < 0.5
 
 
+async def test_an_attempt_lost_to_a_restart_does_not_use_up_the_calls_retries() -> None:
+    # 500 (retry 1), lost as the server goes down (retry 2), refused while it is down (waited for: the
+    # loss was the restart's and is given back), 500 once it is back (retry 2 again), then the answer.
+    script = ["500", "restart", "500"]
+    async with VLLMSimulator(sim_config(fault_script=script, restart_down_for=10)) as sim:
+        client = make_client(sim, max_retries=2)
+        answer = await chat(client, 20)
+        stats, restarts = client.stats(), sim.stats().restarts
+        await client.close()
+    assert answer
+    assert stats.calls_ok == 1 and restarts == 1
+
+
 async def test_missing_metrics_never_block_are_said_once_and_are_not_polled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
