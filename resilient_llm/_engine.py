@@ -89,12 +89,22 @@ class Plan(Protocol):
 
 
 class _CallState:
-    __slots__ = ("attempts", "last_error", "last_lost", "lost_retried", "phase", "prev_delay", "retries")
+    __slots__ = (
+        "attempts",
+        "given_back",
+        "last_error",
+        "last_lost",
+        "lost_retried",
+        "phase",
+        "prev_delay",
+        "retries",
+    )
 
     def __init__(self) -> None:
         self.attempts = 0
         self.lost_retried = False  # the call's one retry of lost work, outside the budget, is used
-        self.last_lost = False  # the last retry counted was of work lost in transit
+        self.last_lost: float | None = None  # when the last retry counted lost its work in transit
+        self.given_back = 0  # retries given back: work lost in a server-wide outage
         self.prev_delay: float | None = None  # for decorrelated jitter
         self.retries = 0  # the retries that count against max_retries and the budget
         self.last_error: BaseException | None = None
@@ -522,16 +532,29 @@ class Engine:
         # the call waits for it within its deadline (only the breaker's probes go out) instead of using
         # up retries; one that never answered fails like any connection error (_upstream.py).
         waits_for_ready = replica.upstream.waits_for(exc)
-        if waits_for_ready and state.last_lost:
-            # The attempt before this one was lost as the server went down (a restart): that loss was the
-            # server's, not this request's, and is given back as the wait for the server is.
+        now = self.clock()
+        if state.last_lost is not None and (
+            waits_for_ready or _in_outage(replica, state.last_lost, now, settings.max_retries, state)
+        ):
+            # The attempt before this one was lost as the server went down (a restart, an outage that
+            # opened the breaker): the loss was the server's, not this request's, and is given back
+            # as the wait for the server is.
             state.retries -= 1
-        state.last_lost = False
+            state.given_back += 1
+        state.last_lost = None
         if not waits_for_ready:
-            state.retries += 1
-            state.last_lost = _lost_in_transit(exc)
+            lost = _lost_in_transit(exc)
+            if lost and _in_outage(replica, now, now, settings.max_retries, state):
+                state.given_back += 1  # lost in an outage the breaker already saw: not counted
+            else:
+                state.retries += 1
+                state.last_lost = now if lost else None
             if state.retries > settings.max_retries:
-                raise exc
+                if not (lost and await self._outage_follows(replica, now, deadline_at, settings, state)):
+                    raise exc
+                state.retries -= 1
+                state.given_back += 1
+                state.last_lost = None
             if _lost_in_transit(exc) and not state.lost_retried:
                 # Work the server lost (a restart, a dropped connection, a forgotten request) is sent
                 # again once without the budget: the same load as before, not an amplification of it.
@@ -571,6 +594,26 @@ class Engine:
             else f"retry {state.retries} of {settings.max_retries}"
         )
         return self._retry_scheduled(plan, exc, state, delay, replica, why)
+
+    async def _outage_follows(
+        self, replica: Replica, lost_at: float, deadline_at: float, settings: CallSettings, state: _CallState
+    ) -> bool:
+        """Whether the breaker opens within one cooldown of a loss that would end the call: the first
+        losses of a restart come before the breaker has seen enough of them to open. Waits at most
+        that cooldown (and never past the deadline)."""
+        breaker = replica.breaker
+        if breaker is None or state.given_back >= settings.max_retries:
+            return False
+        window = breaker.config.open_cooldown
+        until = min(lost_at + window, deadline_at)
+        step = window / 8
+        while True:
+            if _in_outage(replica, lost_at, self.clock(), settings.max_retries, state):
+                return True
+            left = until - self.clock()
+            if left <= 0:
+                return False
+            await self.clock.sleep(min(step, left))
 
     def _retry_verdict(self, exc: APIError) -> float | None:
         """Raise ``exc`` unless a retry can help; the least wait the server asked for (``Retry-After``)."""
@@ -756,6 +799,18 @@ def _paced_by_breaker(replica: Replica, delay: float) -> float:
     if breaker.state in ("open", "half_open"):
         return 0.0
     return min(delay, breaker.config.open_cooldown)
+
+
+def _in_outage(replica: Replica, lost_at: float, now: float, max_retries: int, state: _CallState) -> bool:
+    """Whether work lost at ``lost_at`` was lost in a server-wide outage: the replica's breaker opened
+    within one cooldown of the loss (and by ``now``). A call gets back at most ``max_retries`` such
+    losses (a server that keeps failing every request still ends it)."""
+    breaker = replica.breaker
+    if breaker is None or state.given_back >= max_retries:
+        return False
+    opened = breaker.last_opened_at
+    window = breaker.config.open_cooldown
+    return opened is not None and lost_at - window <= opened <= min(now, lost_at + window)
 
 
 def _lost_in_transit(exc: BaseException) -> bool:

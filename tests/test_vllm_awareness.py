@@ -151,6 +151,28 @@ async def test_an_attempt_lost_to_a_restart_does_not_use_up_the_calls_retries() 
     assert stats.calls_ok == 1 and restarts == 1
 
 
+async def test_work_lost_in_a_restart_that_opened_the_breaker_is_given_back() -> None:
+    # Every call's first attempt gets a 500 (its one retry under max_retries=1); the restart then loses
+    # every second attempt in flight. Those losses open the breaker: the server's, not the requests'.
+    async with VLLMSimulator(sim_config(fault_script=["500"] * 8, restart_down_for=10)) as sim:
+        client = make_client(sim, max_retries=1)
+        async with anyio.create_task_group() as tg:
+            results: list[Any] = []
+
+            async def run() -> None:
+                results.extend(await many(client, 8, 400))
+
+            tg.start_soon(run)
+            with anyio.fail_after(5):
+                while sim.stats().requests_received < 8 or sim.in_flight < 8:
+                    await anyio.sleep(0.005)
+            await sim.restart()
+        stats = client.stats()
+        await client.close()
+    assert all(isinstance(r, str) for r in results), [repr(r) for r in results]
+    assert stats.calls_ok == 8
+
+
 async def test_missing_metrics_never_block_are_said_once_and_are_not_polled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

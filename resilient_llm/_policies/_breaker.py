@@ -69,6 +69,7 @@ class Breaker:
         self._consecutive_failures = 0
         self._reopens = 0
         self._opened_at = 0.0
+        self._last_opened_at: float | None = None
         self._cooldown = config.open_cooldown
         self._probe_successes = 0
         self._open_reason = ""
@@ -118,6 +119,11 @@ class Breaker:
         if self._state != "open":
             return None
         return max(0.0, self._opened_at + self._cooldown - now)
+
+    @property
+    def last_opened_at(self) -> float | None:
+        """When failures last opened it (or a failed probe re-opened it), on its clock; ``None``: never."""
+        return self._last_opened_at
 
     @property
     def metrics_available(self) -> bool:
@@ -244,7 +250,7 @@ class Breaker:
         except OverflowError:
             doubled = cfg.max_cooldown
         self._failures = "open"
-        self._opened_at = now
+        self._opened_at = self._last_opened_at = now
         self._cooldown = min(cfg.max_cooldown, doubled)
         self._consecutive_failures = 0
         self._probe_successes = 0
