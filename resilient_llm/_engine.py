@@ -542,10 +542,12 @@ class Engine:
             state.retries -= 1
             state.given_back += 1
         state.last_lost = None
+        uncounted = False  # this loss was the server's (an outage): not one of the call's retries
         if not waits_for_ready:
             lost = _lost_in_transit(exc)
             if lost and _in_outage(replica, now, now, settings.max_retries, state):
                 state.given_back += 1  # lost in an outage the breaker already saw: not counted
+                uncounted = True
             else:
                 state.retries += 1
                 state.last_lost = now if lost else None
@@ -555,6 +557,7 @@ class Engine:
                 state.retries -= 1
                 state.given_back += 1
                 state.last_lost = None
+                uncounted = True
             if _lost_in_transit(exc) and not state.lost_retried:
                 # Work the server lost (a restart, a dropped connection, a forgotten request) is sent
                 # again once without the budget: the same load as before, not an amplification of it.
@@ -591,6 +594,8 @@ class Engine:
         why = (
             "waiting for the server to accept connections"
             if waits_for_ready
+            else "lost as the server went down: not counted against max_retries"
+            if uncounted
             else f"retry {state.retries} of {settings.max_retries}"
         )
         return self._retry_scheduled(plan, exc, state, delay, replica, why)

@@ -151,7 +151,10 @@ async def test_an_attempt_lost_to_a_restart_does_not_use_up_the_calls_retries() 
     assert stats.calls_ok == 1 and restarts == 1
 
 
-async def test_work_lost_in_a_restart_that_opened_the_breaker_is_given_back() -> None:
+async def test_work_lost_in_a_restart_that_opened_the_breaker_is_given_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="resilient_llm")
     # Every call's first attempt gets a 500 (its one retry under max_retries=1); the restart then loses
     # every second attempt in flight. Those losses open the breaker: the server's, not the requests'.
     async with VLLMSimulator(sim_config(fault_script=["500"] * 8, restart_down_for=10)) as sim:
@@ -171,6 +174,8 @@ async def test_work_lost_in_a_restart_that_opened_the_breaker_is_given_back() ->
         await client.close()
     assert all(isinstance(r, str) for r in results), [repr(r) for r in results]
     assert stats.calls_ok == 8
+    said = [r.getMessage() for r in caplog.records if "not counted against max_retries" in r.getMessage()]
+    assert said and all(sim.base_url in m for m in said)  # each line names the server
 
 
 async def test_missing_metrics_never_block_are_said_once_and_are_not_polled(
