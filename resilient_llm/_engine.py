@@ -544,7 +544,8 @@ class Engine:
         state.last_lost = None
         uncounted = False  # this loss was the server's (an outage): not one of the call's retries
         if not waits_for_ready:
-            lost = _lost_in_transit(exc)
+            # Work the server took and lost (a refused connection reached no server: nothing was lost).
+            lost = _lost_in_transit(exc) and not isinstance(exc, ServerUnreachable)
             if lost and _in_outage(replica, now, now, settings.max_retries, state):
                 state.given_back += 1  # lost in an outage the breaker already saw: not counted
                 uncounted = True
