@@ -3,7 +3,6 @@ answering was lost (the server serves in order); it is cut once per call (``_vll
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -154,11 +153,10 @@ async def test_a_lost_request_is_found_without_metrics(anyio_backend: str) -> No
     config: SimulatorConfig = sim_config(fault_script=["lost"], faults={"metrics_missing": 1.0})
     with SimulatorThread(config) as sim:
         client = sim_client(sim, max_concurrency=8)
-        start = time.monotonic()
         results = await many(client, 8, 200, gap=0.03)
-        took = time.monotonic() - start
         stats = client.stats()
         await client.close()
     assert all(isinstance(r, str) for r in results), results
+    # Found by this rule before the stall limit (60 simulated s), which would have counted a stall.
+    # (Not a wall-clock bound: on a loaded 2-core machine one run took 1.13 s against the limit's 1.2.)
     assert stats.orphans == 1 and stats.stalls == 0
-    assert took < 0.5 * 60 * 0.02  # well under the stall limit (60 simulated s)
