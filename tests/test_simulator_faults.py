@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -302,3 +303,36 @@ async def test_fault_script_applies_in_arrival_order() -> None:
     assert statuses == [500, 200, 429, 200]
     assert explicit.status_code == 503
     assert stats.faults_injected == {"500": 1, "429": 1, "503": 1}
+
+
+# -- a client that goes away ------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_a_client_gone_mid_stream_aborts_the_request_quietly(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vLLM aborts a request whose client went away. A write racing the close raises aiohttp's
+    # ClientConnectionResetError ("Cannot write to closing transport"); it must not surface as an
+    # "Error handling request" traceback (it did in the demo). The race is forced here: the third
+    # write of every stream finds its transport closing.
+    from aiohttp import web
+    from aiohttp.client_exceptions import ClientConnectionResetError
+
+    real_write = web.StreamResponse.write
+    writes: dict[int, int] = {}
+
+    async def write(self: web.StreamResponse, data: bytes) -> None:
+        writes[id(self)] = writes.get(id(self), 0) + 1
+        if writes[id(self)] == 3:
+            raise ClientConnectionResetError("Cannot write to closing transport")
+        await real_write(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write", write)
+    caplog.set_level(logging.WARNING)
+    async with serve() as (sim, client):
+        payloads, _ = await read_stream(client, chat(tokens=400))
+        with anyio.fail_after(5):
+            while sim.stats().requests_aborted < 1:
+                await anyio.sleep(0.01)
+    assert payloads and "[DONE]" not in payloads
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

@@ -16,6 +16,7 @@ answer's tokens exist (streaming: once half were sent).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -323,11 +324,27 @@ class GenerationHandlers:
             return web.Response(body=body, headers=_SSE_HEADERS)
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
+        # A client that closed its connection mid-answer: the request is aborted (below), as vLLM does.
+        with contextlib.suppress(ConnectionResetError):
+            await self._stream_events(request, req, writer, job, fault, stop, response)
+        return response
+
+    async def _stream_events(
+        self,
+        request: web.Request,
+        req: GenerationRequest,
+        writer: _Writer,
+        job: _Job,
+        fault: str | None,
+        stop: int,
+        response: web.StreamResponse,
+    ) -> None:
+        core, seq = self._core, job.seq
         while job.delivered < stop:
             await job.reach(job.delivered + 1)
             if job.killed:
                 _drop(request)
-                return response
+                return
             upto = min(seq.generated, stop)
             finish = seq.finish_reason if upto == seq.target else None
             await response.write(self._chunks(writer, job, upto, finish))
@@ -349,7 +366,6 @@ class GenerationHandlers:
         else:
             await response.write(self._tail(writer, req, job))
             core.stats.requests_completed += 1
-        return response
 
     def _writer(self, req: GenerationRequest, ident: str, job: _Job) -> _Writer:
         core, config, created = self._core, self._core.config, int(time.time())
