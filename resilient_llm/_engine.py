@@ -533,32 +533,45 @@ class Engine:
         # up retries; one that never answered fails like any connection error (_upstream.py).
         waits_for_ready = replica.upstream.waits_for(exc)
         now = self.clock()
-        if state.last_lost is not None and (
-            waits_for_ready or _in_outage(replica, state.last_lost, now, settings.max_retries, state)
+        # At most max_retries losses per call are given back: a server that keeps failing every
+        # request still ends it.
+        can_give_back = replica.breaker is not None and state.given_back < settings.max_retries
+        if (
+            state.last_lost is not None
+            and can_give_back
+            and (waits_for_ready or _outage_near(replica, state.last_lost, now))
         ):
             # The attempt before this one was lost as the server went down (a restart, an outage that
             # opened the breaker): the loss was the server's, not this request's, and is given back
             # as the wait for the server is.
             state.retries -= 1
             state.given_back += 1
+            can_give_back = state.given_back < settings.max_retries
         state.last_lost = None
         uncounted = False  # this loss was the server's (an outage): not one of the call's retries
         if not waits_for_ready:
             # Work the server took and lost (a refused connection reached no server: nothing was lost).
             lost = _lost_in_transit(exc) and not isinstance(exc, ServerUnreachable)
-            if lost and _in_outage(replica, now, now, settings.max_retries, state):
-                state.given_back += 1  # lost in an outage the breaker already saw: not counted
-                uncounted = True
-            else:
-                state.retries += 1
-                state.last_lost = now if lost else None
-            if state.retries > settings.max_retries:
-                if not (lost and await self._outage_follows(replica, now, deadline_at, settings, state)):
-                    raise exc
+            state.retries += 1
+            if (
+                lost
+                and can_give_back
+                and (
+                    _outage_near(replica, now, now)
+                    # the first losses of a restart come before the breaker has seen enough to open
+                    or (
+                        state.retries > settings.max_retries
+                        and await self._outage_follows(replica, now, deadline_at)
+                    )
+                )
+            ):
                 state.retries -= 1
                 state.given_back += 1
-                state.last_lost = None
                 uncounted = True
+            elif lost:
+                state.last_lost = now
+            if state.retries > settings.max_retries:
+                raise exc
             if _lost_in_transit(exc) and not state.lost_retried:
                 # Work the server lost (a restart, a dropped connection, a forgotten request) is sent
                 # again once without the budget: the same load as before, not an amplification of it.
@@ -601,25 +614,18 @@ class Engine:
         )
         return self._retry_scheduled(plan, exc, state, delay, replica, why)
 
-    async def _outage_follows(
-        self, replica: Replica, lost_at: float, deadline_at: float, settings: CallSettings, state: _CallState
-    ) -> bool:
-        """Whether the breaker opens within one cooldown of a loss that would end the call: the first
-        losses of a restart come before the breaker has seen enough of them to open. Waits at most
-        that cooldown (and never past the deadline)."""
-        breaker = replica.breaker
-        if breaker is None or state.given_back >= settings.max_retries:
-            return False
-        window = breaker.config.open_cooldown
+    async def _outage_follows(self, replica: Replica, lost_at: float, deadline_at: float) -> bool:
+        """Whether the breaker opens within one cooldown of a loss at ``lost_at``; waits at most that
+        cooldown (and never past the deadline) to see."""
+        assert replica.breaker is not None
+        window = replica.breaker.config.open_cooldown
         until = min(lost_at + window, deadline_at)
-        step = window / 8
-        while True:
-            if _in_outage(replica, lost_at, self.clock(), settings.max_retries, state):
-                return True
+        while not _outage_near(replica, lost_at, self.clock()):
             left = until - self.clock()
             if left <= 0:
                 return False
-            await self.clock.sleep(min(step, left))
+            await self.clock.sleep(min(window / 8, left))
+        return True
 
     def _retry_verdict(self, exc: APIError) -> float | None:
         """Raise ``exc`` unless a retry can help; the least wait the server asked for (``Retry-After``)."""
@@ -727,11 +733,11 @@ class _Hedger:
             self._in_flight = True
             try:
                 result = await copy(att)
-            except APIError as exc:
+            except BaseException as exc:
                 self._in_flight = False
                 engine._release(lane, lease, shared)
-                if self._alone:  # the race raises the slow answer's error: the call's own retry follows
-                    raise
+                if not isinstance(exc, APIError) or self._alone:
+                    raise  # alone: the race raises the slow answer's error, the call's own retry follows
                 try:
                     delay = await engine._plan_retry(
                         self._settings, plan, exc, state, deadline_at, replica, shared, att.events > 0
@@ -742,10 +748,6 @@ class _Hedger:
                 await engine.clock.sleep(delay)
                 avoid = lane
                 continue
-            except BaseException:
-                self._in_flight = False
-                engine._release(lane, lease, shared)
-                raise
             self._in_flight = False
             engine._release(lane, lease, shared)
             if replica.breaker is not None:
@@ -807,16 +809,14 @@ def _paced_by_breaker(replica: Replica, delay: float) -> float:
     return min(delay, breaker.config.open_cooldown)
 
 
-def _in_outage(replica: Replica, lost_at: float, now: float, max_retries: int, state: _CallState) -> bool:
+def _outage_near(replica: Replica, lost_at: float, now: float) -> bool:
     """Whether work lost at ``lost_at`` was lost in a server-wide outage: the replica's breaker opened
-    within one cooldown of the loss (and by ``now``). A call gets back at most ``max_retries`` such
-    losses (a server that keeps failing every request still ends it)."""
+    within one cooldown of the loss (and by ``now``)."""
     breaker = replica.breaker
-    if breaker is None or state.given_back >= max_retries:
+    if breaker is None or breaker.last_opened_at is None:
         return False
-    opened = breaker.last_opened_at
-    window = breaker.config.open_cooldown
-    return opened is not None and lost_at - window <= opened <= min(now, lost_at + window)
+    opened, window = breaker.last_opened_at, breaker.config.open_cooldown
+    return lost_at - window <= opened <= min(now, lost_at + window)
 
 
 def _lost_in_transit(exc: BaseException) -> bool:

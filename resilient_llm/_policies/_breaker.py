@@ -68,8 +68,7 @@ class Breaker:
         self._failures: _FailureState = "closed"
         self._consecutive_failures = 0
         self._reopens = 0
-        self._opened_at = 0.0
-        self._last_opened_at: float | None = None
+        self._opened_at: float | None = None  # when failures last opened it (None: never)
         self._cooldown = config.open_cooldown
         self._probe_successes = 0
         self._open_reason = ""
@@ -116,14 +115,14 @@ class Breaker:
         """Seconds until the breaker would admit calls again, when known (the rest of an open cooldown)."""
         now = self._clock()
         self._refresh(now)
-        if self._state != "open":
+        if self._state != "open" or self._opened_at is None:
             return None
         return max(0.0, self._opened_at + self._cooldown - now)
 
     @property
     def last_opened_at(self) -> float | None:
         """When failures last opened it (or a failed probe re-opened it), on its clock; ``None``: never."""
-        return self._last_opened_at
+        return self._opened_at
 
     @property
     def metrics_available(self) -> bool:
@@ -250,7 +249,7 @@ class Breaker:
         except OverflowError:
             doubled = cfg.max_cooldown
         self._failures = "open"
-        self._opened_at = self._last_opened_at = now
+        self._opened_at = now
         self._cooldown = min(cfg.max_cooldown, doubled)
         self._consecutive_failures = 0
         self._probe_successes = 0
@@ -304,7 +303,8 @@ class Breaker:
 
     def _refresh(self, now: float) -> None:
         """Apply what the passing of time changes (cooldown over, metrics stale), then publish."""
-        if self._failures == "open" and now >= self._opened_at + self._cooldown:
+        opened = self._opened_at
+        if self._failures == "open" and opened is not None and now >= opened + self._cooldown:
             self._failures = "half_open"
             self._probe_successes = 0
             probes = self._config.half_open_probes
