@@ -247,8 +247,8 @@ class Outcome:
             "run_ended": self.run_ended,
             "limit_hit": self.limit_hit,
             "exit_code": self.exit_code,
-            "seconds": round(self.seconds, 1),
-            "run_seconds": None if self.run_seconds is None else round(self.run_seconds, 1),
+            "seconds": round(self.seconds, 3),
+            "run_seconds": None if self.run_seconds is None else round(self.run_seconds, 3),
             "server_stats": self.server_stats,
         }
 
@@ -468,8 +468,8 @@ def comparison(outcomes: Sequence[Outcome], target: float) -> dict[str, Any] | N
     ratio = swapped.timed_seconds / baseline.run_seconds
     ended = swapped.all_ended and swapped.run_seconds is not None
     return {
-        "baseline_seconds": round(baseline.run_seconds, 1),
-        "swapped_seconds": round(swapped.timed_seconds, 1),
+        "baseline_seconds": round(baseline.run_seconds, 3),
+        "swapped_seconds": round(swapped.timed_seconds, 3),
         "ratio": round(ratio, 2),
         "lower_bound": not ended,
         "target": target,

@@ -84,17 +84,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(*argv: str) -> tuple[subprocess.Popen[str], int]:
-    port = free_port()
+def spawn(*argv: str) -> subprocess.Popen[str]:
     code = "import sys; from resilient_llm.cli import main; sys.exit(main(sys.argv[1:]))"
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, "simulate", "--port", str(port), "--instant", *argv],
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "simulate", "--instant", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    return process, port
+
+
+def start(*argv: str) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    return spawn("--port", str(port), *argv), port
 
 
 def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
@@ -189,11 +192,16 @@ def test_a_bad_replica_option_is_an_error_not_a_traceback(capsys: pytest.Capture
 
 @pytest.mark.timeout(30)
 def test_replicas_one_that_dies_and_one_that_drains() -> None:
-    process, port = start("--replicas", "3", "--replica", "1:die_at=0", "--replica", "2:drain_at=0")
+    # --port 0: the simulator finds a free run of three consecutive ports itself (a port picked here
+    # and its two neighbours could be taken by another test's connections before it binds them).
+    process = spawn("--port", "0", "--replicas", "3", "--replica", "1:die_at=0", "--replica", "2:drain_at=0")
     try:
         assert process.stdout is not None
         banner = process.stdout.readline()
-        assert f"http://127.0.0.1:{port}/v1 http://127.0.0.1:{port + 1}/v1" in banner
+        found = re.findall(r"http://127\.0\.0\.1:(\d+)/v1", banner)
+        assert len(found) == 3, (banner, process.stderr.read() if not banner else "")
+        port = int(found[0])
+        assert found == [str(port), str(port + 1), str(port + 2)]
         body = {"messages": [{"role": "user", "content": "hi"}], "simulator": {"fault": "none"}}
         ok = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
         assert ok.status_code == 200
