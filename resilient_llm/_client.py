@@ -130,7 +130,8 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         rate_limit: requests per second (a number or :class:`RateLimit` with a burst); ``None``
             (default) switches it off.
         ramp_up: seconds over which allowed concurrency rises from 10 % to ``max_concurrency`` when
-            the client starts (and after the server recovers); 0 switches it off. Default 10.
+            the client starts (and after the server recovers), until the server's ``/metrics`` are
+            read (then its queue depth paces the calls); 0 switches it off. Default 10.
         breaker: a :class:`BreakerConfig` for the circuit breaker keyed on the server's ``/metrics``
             queue depth and on failures; ``None`` switches it off. On by default.
         retry_budget: :class:`RetryBudgetConfig`; retries allowed per window, so a dead server does

@@ -146,6 +146,12 @@ class Lane:
         if self._limiter is not None and self._limiter.queued:
             self._limiter._grant()
 
+    def end_ramp(self) -> None:
+        """The server's ``/metrics`` are read: its queue depth paces calls from now on, not the
+        slow-start timer (which would leave a batch half empty while the server takes a burst in)."""
+        if self._ramp is not None and not self._ramp.done:
+            self._ramp.finish()
+
     def scraped(self) -> None:
         """A fresh scrape of the server arrived: the calls sent before it are in its load."""
         self.fresh = 0

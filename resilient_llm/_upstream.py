@@ -9,11 +9,12 @@
   ``BreakerConfig.wait_for_server``.
 * **How much may it take?** Its ``/metrics`` (through :class:`~resilient_llm._vllm._monitor.ServerMonitor`)
   feed the breaker and the limiter: with no ``max_concurrency`` given, the limit follows the server's
-  batch capacity once it showed it (running saturated while requests waited) plus the queue the
+  batch capacity once it showed it (``running`` stayed put while requests waited) plus the queue the
   breaker allows, and new calls enter by the server's headroom (free sequences plus queue room below the
   high watermark). Before it showed that, the limit starts at :data:`FALLBACK_CONCURRENCY` and doubles
-  with each scrape that shows no request waiting (twice what the server runs, or what this client has
-  in flight); while the server shows no metrics, :data:`FALLBACK_CONCURRENCY` is the limit.
+  with each scrape that shows no request waiting, or a queue the server takes in within its next update
+  (twice the requests it shows); while the server shows no metrics, :data:`FALLBACK_CONCURRENCY` is the
+  limit. The first scrape that reads the metrics ends the slow-start ramp.
 """
 
 from __future__ import annotations
@@ -160,16 +161,19 @@ class Upstream:
         lane = self._lane
         if load is not None:
             lane.scraped()
+            lane.end_ramp()
         available = breaker.metrics_available
         if self._adaptive:
             saturated = breaker.saturated_capacity
             if not available:
                 lane.server_cap = FALLBACK_CONCURRENCY
             elif saturated is None:
-                # No limit seen yet (nothing ever waited): double what the server runs or this client
-                # has in flight, scrape by scrape, as a slow start does; a waiting queue ends it.
-                seen = max(breaker.capacity or 0, lane.in_flight)
-                lane.server_cap = max(FALLBACK_CONCURRENCY, 2 * seen)
+                # No limit seen yet: double what the server shows it holds, scrape by scrape, as a
+                # slow start does, while nothing waits or what waits is taken in within its next
+                # update. Only counts the server shows: a scrape from before this client's sends
+                # (its /metrics lag) must not double a limit those sends already fill.
+                if load is not None and (load.waiting == 0 or breaker.absorbing):
+                    lane.server_cap = max(lane.server_cap or 0, FALLBACK_CONCURRENCY, 2 * load.active)
             else:
                 lane.server_cap = saturated + (breaker.high_watermark or 0)
         lane.set_admission_budget(self._headroom(load) if available else None)

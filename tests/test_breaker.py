@@ -628,13 +628,23 @@ events = st.lists(
 )
 
 
+def absorbed(last: tuple[int, int] | None, running: int, waiting: int) -> bool:
+    """The spec of "a queue being taken in": requests wait and ``running`` rose since the last
+    different counts by at least as many."""
+    rise = running - (last[0] if last is not None else 0)
+    return 0 < waiting <= rise
+
+
 class Model:
-    """The load holds as specified: hold at >= high, release at <= low (and < high); stale → released."""
+    """The load holds as specified: hold at >= high, release at <= low (and < high), except while the
+    queue is being taken in (then released); stale → released."""
 
     def __init__(self, config: BreakerConfig) -> None:
         self.config = config
         self.max_running = 0
         self.last: tuple[float, float] | None = None  # (scraped_at, effective time)
+        self.counts: tuple[int, int] | None = None  # the last different (running, waiting)
+        self.absorbing = False
         self.queue = self.kv = False
 
     def on_load(self, now: float, item: ServerLoad | None) -> None:
@@ -646,7 +656,14 @@ class Model:
         self.last = (item.scraped_at, min(item.scraped_at, now))
         self.max_running = max(self.max_running, item.running)
         high, low = self.config.watermarks(self.max_running or None)
-        self.queue = item.waiting >= high or (self.queue and item.waiting > low)
+        counts = (item.running, item.waiting)
+        if counts != self.counts:
+            self.absorbing = absorbed(self.counts, *counts)
+            self.counts = counts
+        if self.absorbing:
+            self.queue = False
+        else:
+            self.queue = item.waiting >= high or (self.queue and item.waiting > low)
         kv = item.kv_cache_usage
         self.kv = kv is not None and (kv >= self.config.kv_high or (self.kv and kv > self.config.kv_low))
 
@@ -751,19 +768,26 @@ def test_queue_holds_only_at_high_and_releases_only_at_low(
 ) -> None:
     clock = FakeClock()
     breaker, seen = make(clock, **{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+    counts: tuple[int, int] | None = None
+    absorbing = False
     for waiting, running in waitings:
         clock.now += 0.5
         before = len(seen)
         was_holding = state_of(breaker) == "holding"
         breaker.on_load(load(clock, waiting=waiting, running=running))
+        if (running, waiting) != counts:
+            absorbing, counts = absorbed(counts, running, waiting), (running, waiting)
+        assert breaker.absorbing == absorbing
         high, low = breaker.high_watermark, breaker.low_watermark
         assert high is not None
         for old, new, _ in seen[before:]:
             if new == "holding":
-                assert waiting >= high
+                assert waiting >= high and not absorbing
             if old == "holding":
-                assert waiting <= low and waiting < high
-        if waiting >= high:
+                assert (waiting <= low and waiting < high) or absorbing
+        if absorbing:  # a queue taken in within the server's next update is no excess
+            assert state_of(breaker) == "closed"
+        elif waiting >= high:
             assert state_of(breaker) == "holding"
         elif waiting > low:
             assert (state_of(breaker) == "holding") == was_holding  # between the watermarks: no change

@@ -78,7 +78,11 @@ class Breaker:
         self._load: ServerLoad | None = None
         self._load_at = 0.0
         self._max_running = 0
-        self._saturated = 0  # the largest ``running`` seen while requests were waiting
+        self._saturated = 0  # the largest ``running`` seen while requests waited and it did not rise
+        # The last scrape whose counts differed from the one before: ``(running, waiting)``.
+        self._last_counts: tuple[int, int] | None = None
+        self._taking_in = False  # its queue is being taken in (``running`` rose while requests waited)
+        self._absorbing = False  # ... and it rose by at least what still waits
         self._metrics: Literal["unknown", "available", "unavailable"] = "unknown"
         self._metrics_seen = False  # a load was ever applied: the server serves vLLM's /metrics
         self._queue_hold: str | None = None  # the reason while holding on queue depth
@@ -263,12 +267,16 @@ class Breaker:
         self._load = load
         self._load_at = min(load.scraped_at, now)  # a clock ahead of ours must not keep it fresh
         self._max_running = max(self._max_running, load.running)
-        if load.waiting > 0:
-            self._saturated = max(self._saturated, load.running)
+        self._note_intake(load.running, load.waiting)
         cfg = self._config
         high, low = cfg.watermarks(self.capacity)
         waiting = load.waiting
-        if waiting >= high:
+        if self._absorbing:
+            # Not an excess queue: the server takes in at least as many per update as wait.
+            if self._queue_hold is not None:
+                self._queue_hold = None
+                self._closed_reason = f"waiting {waiting} is being taken in (running rose to {load.running})"
+        elif waiting >= high:
             self._queue_hold = f"waiting {waiting} >= high watermark {high}"
         elif self._queue_hold is not None:
             if waiting <= low:
@@ -291,6 +299,34 @@ class Breaker:
                 self._kv_hold = (
                     f"KV cache usage {kv:.1%} > {cfg.kv_low:.1%} (held since >= {cfg.kv_high:.1%})"
                 )
+
+    def _note_intake(self, running: int, waiting: int) -> None:
+        """Whether a waiting queue is the server at its capacity or a burst it is still taking in.
+
+        A server that just met a burst (a CPU vLLM takes in a couple of dozen requests per engine
+        step) shows requests waiting while its ``running`` rises update after update; one at its
+        batch capacity shows them waiting while ``running`` stays put (or falls). So requests waiting
+        make ``running`` the batch capacity (:attr:`saturated_capacity`) only on an update where it
+        did not rise. Repeated counts are no update (``/metrics`` may change once per engine step,
+        slower than they are read): they change nothing here.
+        """
+        counts = (running, waiting)
+        last = self._last_counts
+        if counts == last:
+            return
+        self._last_counts = counts
+        rise = running - (last[0] if last is not None else 0)
+        self._taking_in = waiting > 0 and rise > 0
+        self._absorbing = self._taking_in and waiting <= rise
+        if waiting > 0 and not self._taking_in:
+            before = last[0] if last is not None and last[1] > 0 else 0
+            self._saturated = max(self._saturated, running, before)
+
+    @property
+    def absorbing(self) -> bool:
+        """Whether the server's latest update showed it taking in its waiting queue within one more
+        update (``running`` rose by at least what waits): requests waiting, but no excess queue."""
+        return self._absorbing
 
     def _metrics_lost(self, why: str) -> None:
         if self._queue_hold is not None or self._kv_hold is not None:

@@ -71,6 +71,11 @@ class Ramp:
         """Start over from ``start_fraction`` now, e.g. when the server has just recovered."""
         self._started_at = self._clock()
 
+    def finish(self) -> None:
+        """Go to full level now (until :meth:`restart`): something better than a timer now paces the
+        calls, e.g. the server's ``/metrics``, read by the breaker."""
+        self._started_at = self._clock() - self._duration
+
     def level(self) -> float:
         """The fraction of the maximum allowed now, in ``[start_fraction, 1]``."""
         return self._level_at(self._clock())
