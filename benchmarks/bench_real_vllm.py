@@ -5,7 +5,8 @@ Issue 8 asks two things of a real server (the CPU recipe of ``scripts/setup-real
 1. **burst**: ``--calls`` (96) non-streaming chat calls sent at once take ``resilient_llm.AsyncOpenAI``
    no longer than ``openai.AsyncOpenAI``, both with default settings. Each run uses a fresh client
    (so ``resilient_llm``'s slow-start ramp is part of what is measured, as in a pipeline that starts),
-   runs alternate official, resilient_llm, official, ... (``--runs`` of each), the server is let go
+   runs come in pairs of alternating order (official, resilient_llm, resilient_llm, official, ...;
+   ``--runs`` of each: a server whose speed drifts over a session favours neither), the server is let go
    idle before each run (``/metrics``: nothing running or waiting), and the medians are compared.
 2. **orphans**: a ``--orphan-calls`` (32) burst through ``resilient_llm`` with its defaults ends with
    every call ok and ``stats().orphans == 0`` and ``stats().stalls == 0``: the server's ``/metrics``
@@ -223,8 +224,13 @@ async def burst(kind: str, base_url: str, model: str, calls: int, args: argparse
 
 
 def burst_order(runs: int) -> list[str]:
-    """official, resilient_llm, official, ...: ``runs`` of each, alternating."""
-    return [kind for _ in range(runs) for kind in CLIENTS]
+    """``runs`` of each client in pairs whose order alternates (official, resilient_llm, resilient_llm,
+    official, official, ...): a server that slows down (or speeds up) run by run over a session does
+    not always favour the client that goes first."""
+    order: list[str] = []
+    for index in range(runs):
+        order += CLIENTS if index % 2 == 0 else CLIENTS[::-1]
+    return order
 
 
 def summarize_bursts(rows: Sequence[dict[str, Any]], target: float = TARGET) -> dict[str, Any]:

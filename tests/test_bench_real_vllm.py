@@ -44,7 +44,9 @@ def test_server_root_drops_the_v1_suffix() -> None:
 
 
 def test_runs_alternate_starting_with_the_official_sdk() -> None:
-    assert bench.burst_order(3) == ["openai", "resilient_llm"] * 3
+    pair, swapped = ["openai", "resilient_llm"], ["resilient_llm", "openai"]
+    assert bench.burst_order(3) == pair + swapped + pair
+    assert bench.burst_order(4).count("openai") == 4
 
 
 def test_every_call_asks_for_the_same_work_with_its_own_grid() -> None:
@@ -140,7 +142,7 @@ def test_short_run_against_the_simulator_reports_both_parts(
     printed = capsys.readouterr().out
     document = json.loads(output.read_text())
     runs = document["burst"]["runs"]
-    assert [r["client"] for r in runs] == ["openai", "resilient_llm"] * 2
+    assert [r["client"] for r in runs] == ["openai", "resilient_llm", "resilient_llm", "openai"]
     for run in runs:
         assert (run["ok"], run["failed"], run["hung"]) == (6, 0, 0)
         assert run["completion_tokens"] == 6 * 8  # ignore_eos: every answer max_tokens long
