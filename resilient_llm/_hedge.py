@@ -21,10 +21,14 @@ How slow is slow is learned, not configured in seconds:
   batch) moves it within a few reads of each answer; an answer read alone is its own pace, so it is
   never judged slow against itself. The monitor also uses it (``read_gap``, ``last_at``) to judge an
   answer that went silent mid-way (``_vllm/_monitor.py``).
-* :class:`AnswerPace` is one answer's own time per character over its last ``OWN_WINDOW`` reads: the same
-  recent stretch the server's pace covers, so an answer that began while the server was busier is not
-  judged by its slower past. The answer is slow when, after at least ``MIN_READS`` reads of its own and
-  ``MIN_PACE_READS`` of the server's, that is more than ``slowdown`` × the server's.
+* :class:`AnswerPace` is one answer's own time per character over its last ``OWN_WINDOW`` reads, so an
+  answer that began while the server was busier is not judged by its slower past. The answer is slow
+  when, after at least ``MIN_READS`` reads of its own and ``MIN_PACE_READS`` of the server's, that is
+  more than ``slowdown`` × the server's pace, both over its latest reads and over the same stretch of
+  time as its own window (:meth:`Pace.gap_since`, from buckets of ``BUCKET`` seconds): with many
+  answers running, the server's latest ``WINDOW`` reads span a fraction of one answer's, and a pause
+  that every answer met (a CPU vLLM prefilling the newcomers of a burst) must not make the answers
+  that were running through it look slow.
 
 Only non-streaming calls are hedged (nothing has reached the caller, so either answer will do), at most
 once per attempt, and each hedge takes a retry from the retry budget: a server on which every answer
@@ -56,6 +60,10 @@ OWN_WINDOW = 16
 MIN_READS = 16
 #: ...and this many reads of the server's answers (its pace is known).
 MIN_PACE_READS = 32
+#: The server's pace over a stretch of time is kept in buckets of this many seconds of reads...
+BUCKET = 1.0
+#: ...the last this many (about four minutes).
+BUCKETS = 256
 
 
 class Pace:
@@ -63,10 +71,12 @@ class Pace:
     answers, the time they covered over the characters they brought (``None`` until a read was seen).
     ``read_gap`` is the typical time between two reads of one answer; ``last_at`` the latest read."""
 
-    __slots__ = ("_next", "_produced", "_reads", "_time", "last_at", "reads")
+    __slots__ = ("_history", "_next", "_produced", "_reads", "_time", "last_at", "reads")
 
     def __init__(self) -> None:
         self._reads: list[tuple[float, int]] = []
+        #: ``[start, time, characters]`` of the reads that arrived in each ``BUCKET`` seconds
+        self._history: deque[list[float]] = deque(maxlen=BUCKETS)
         self._next = 0
         self._time = 0.0
         self._produced = 0
@@ -89,6 +99,24 @@ class Pace:
             self._next = (self._next + 1) % WINDOW
         self._time += elapsed
         self._produced += produced
+        history = self._history
+        if history and at < history[-1][0] + BUCKET:
+            bucket = history[-1]
+            bucket[1] += elapsed
+            bucket[2] += produced
+        else:
+            history.append([at, elapsed, produced])
+
+    def gap_since(self, since: float) -> float | None:
+        """Seconds per character of the reads that arrived since ``since`` (to within ``BUCKET``
+        seconds; all that is kept when it is older): the server's pace over one answer's stretch."""
+        time = produced = 0.0
+        for start, elapsed, characters in reversed(self._history):
+            time += elapsed
+            produced += characters
+            if start <= since:
+                break
+        return time / produced if produced > 0 else None
 
     @property
     def gap(self) -> float | None:
@@ -141,7 +169,14 @@ class AnswerPace:
         if self.reads < MIN_READS or pace.reads < MIN_PACE_READS:
             return False
         typical, own = pace.gap, self.gap
-        return typical is not None and own is not None and own > self._slowdown * typical
+        if typical is None or own is None or own <= self._slowdown * typical:
+            return False
+        # Slower than the server's latest reads: also slower than its reads over this answer's own
+        # stretch? With many answers running the latest reads cover a fraction of the time its own do,
+        # and a stall that every answer met (a CPU vLLM prefilling a burst's newcomers sends no token
+        # for seconds) is then in its window but not in the server's.
+        stretch = pace.gap_since(self._marks[0][0])
+        return stretch is None or own > self._slowdown * stretch
 
 
 class Hedger(Protocol):

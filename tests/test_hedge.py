@@ -338,3 +338,34 @@ def test_hedge_slowdown_is_checked_and_read_from_the_environment(monkeypatch: py
     monkeypatch.setenv("RESILIENT_LLM_HEDGE_SLOWDOWN", "off")
     client = AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1")
     assert client._engine.hedge_slowdown is None
+
+
+def test_a_pause_every_answer_met_does_not_make_the_answers_that_ran_through_it_slow() -> None:
+    """A CPU vLLM taking in a burst: every answer running gets no token for seconds at each prefill
+    step, then tokens every 0.25 s. The server's latest reads span one step; an answer's own window
+    spans the pauses too. Against the server's pace over the same stretch it is not slow."""
+    pace = warmed(0.25)
+    answers = [AnswerPace(pace, 4.0) for _ in range(48)]
+    at = 10.0
+    for a in answers:
+        a.heard(at, 1)
+    produced = 1
+    verdicts = []
+    for step in range(40):
+        at += 8.0 if step in (2, 5, 8) else 0.25  # three prefill pauses
+        produced += 1
+        verdicts += [a.heard(at, produced) for a in answers]
+    assert not any(verdicts)
+    assert pace.gap == pytest.approx(0.25)  # the latest reads alone would call them 4x+ slower
+
+
+def test_pace_over_a_stretch_counts_the_reads_since_then() -> None:
+    pace = Pace()
+    for i in range(10):
+        pace.observe(0.1, 1, at=float(i))  # 0.1 s per character
+    for i in range(10, 20):
+        pace.observe(1.0, 1, at=float(i))  # then 1 s per character
+    assert pace.gap_since(15.0) == pytest.approx(1.0)
+    assert pace.gap_since(0.0) == pytest.approx(0.55)
+    assert pace.gap_since(-100.0) == pytest.approx(0.55)  # older than what is kept: all of it
+    assert Pace().gap_since(0.0) is None
