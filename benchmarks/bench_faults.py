@@ -217,6 +217,20 @@ def simulator_args(args: argparse.Namespace, *, faults: bool = True) -> list[str
     ]
 
 
+def configure_log(path: Path | None) -> None:
+    """The library's log: errors only (the table tells the story), or with ``--log`` its INFO lines in
+    ``path`` (a run's every retry and breaker change, to tell what a slow or failed call met)."""
+    library = logging.getLogger("resilient_llm")
+    if path is None:
+        library.setLevel(logging.ERROR)
+        return
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
+    library.propagate = False  # the file has them: the console keeps its table
+
+
 def effective_faults(args: argparse.Namespace) -> str:
     """The faulty runs' ``--faults``: with ``--no-metrics`` every scrape is a 404, which replaces any
     other scrape fault of the mix (``metrics_frozen``: a scrape draws one fault at most)."""
@@ -438,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"{TARGET_NO_METRICS:g} with --no-metrics)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="write the library's INFO log (retries, breaker, cut answers) to FILE; by default only its "
+        "errors are shown",
+    )
     parser.add_argument("--chart", type=Path, default=DEFAULT_CHART, help="PNG chart file")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     return parser
@@ -473,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    logging.getLogger("resilient_llm").setLevel(logging.ERROR)
+    configure_log(args.log)
     command = command_line(None if argv is None else [sys.argv[0], *argv])
     info = machine_info()
     ideal = ideal_makespan(workload, args.capacity)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -241,3 +242,28 @@ def test_faults_short_run_resilient_client_hangs_nothing_and_is_divided_by_the_b
     assert document["verdict"]["target"] == 1.10
     assert document["verdict"]["makespan_over_baseline"] == row["makespan_over_baseline"]
     assert "x the baseline's (target <= 1.10x)" in capsys.readouterr().out
+
+
+def test_log_option_sends_the_librarys_info_lines_to_a_file_not_the_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    library = logging.getLogger("resilient_llm")
+    saved = (library.level, library.propagate, list(library.handlers))
+    try:
+        bench_faults.configure_log(tmp_path / "run.log")
+        logging.getLogger("resilient_llm._engine").info("retrying %s", "http://sim/v1")
+        logging.getLogger("resilient_llm._engine").debug("not at INFO")
+        for handler in library.handlers:
+            handler.flush()
+        text = (tmp_path / "run.log").read_text()
+        assert "INFO resilient_llm._engine: retrying http://sim/v1" in text and "not at INFO" not in text
+        assert "retrying" not in capsys.readouterr().err
+        bench_faults.configure_log(None)
+        assert library.level == logging.ERROR
+    finally:
+        for handler in library.handlers:
+            if handler not in saved[2]:
+                library.removeHandler(handler)
+                handler.close()
+        library.setLevel(saved[0])
+        library.propagate = saved[1]
