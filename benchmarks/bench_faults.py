@@ -185,6 +185,8 @@ async def open_profile(profile: Profile, base_url: str, scale: float) -> Any:
     try:
         yield call
     finally:
+        if profile.name == "resilient_llm":
+            logging.getLogger("resilient_llm").info("the client's stats at the end: %s", client.stats())
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.close(), 5.0)
 
@@ -280,8 +282,65 @@ async def run_profile(
         faults_injected=stats.get("faults_injected", {}),
         requests_received=stats.get("requests_received"),
         errors=first_errors(result.outcomes),
+        # Every call, to trace a run's critical path: [task, round, index, answer tokens, started,
+        # finished (simulated s), status].
+        timeline=[
+            [
+                o.task,
+                o.round,
+                o.index,
+                o.tokens,
+                None if o.started is None else round(o.started / scale, 2),
+                None if o.finished is None else round(o.finished / scale, 2),
+                o.status,
+            ]
+            for o in result.outcomes
+        ],
     )
+    summary["slowest_task"] = slowest_task(summary["timeline"])
     return summary
+
+
+def slowest_task(timeline: Sequence[Sequence[Any]]) -> dict[str, Any] | None:
+    """The run's critical path: the task that ended last, each of its rounds' span and the call that
+    ended the round (its answer length and how long it took, simulated s). ``None`` when a call of
+    that task has no end (hung or not run)."""
+    tasks: dict[int, dict[int, list[Sequence[Any]]]] = {}
+    for row in timeline:
+        tasks.setdefault(row[0], {}).setdefault(row[1], []).append(row)
+    ends: dict[int, float] = {}
+    for task, rounds in tasks.items():
+        finished = [row[5] for calls in rounds.values() for row in calls]
+        if any(f is None for f in finished):
+            return None
+        ends[task] = max(finished)
+    if not ends:
+        return None
+    task = max(ends, key=lambda t: ends[t])
+    rounds_out = []
+    for number, calls in sorted(tasks[task].items()):
+        start = min(row[4] for row in calls)
+        last = max(calls, key=lambda row: row[5])
+        rounds_out.append(
+            {
+                "round": number,
+                "started": start,
+                "ended": last[5],
+                "last_call_tokens": last[3],
+                "last_call_seconds": round(last[5] - last[4], 2),
+            }
+        )
+    return {"task": task, "ended": ends[task], "rounds": rounds_out}
+
+
+def describe_slowest(slowest: dict[str, Any]) -> str:
+    """One line: the task that ended last, round by round."""
+    rounds = "; ".join(
+        f"round {r['round']} {r['ended'] - r['started']:.1f} s (last call {r['last_call_tokens']} tokens, "
+        f"{r['last_call_seconds']:.1f} s)"
+        for r in slowest["rounds"]
+    )
+    return f"task {slowest['task']} ended last at {slowest['ended']:.1f} s: {rounds}"
 
 
 def first_errors(outcomes: Sequence[Any], count: int = 3) -> dict[str, int]:
@@ -527,6 +586,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     missed = kinds_not_drawn(effective_faults(args), rows)
     if missed:
         print(f"\nnote: no run met these fault kinds of the mix: {', '.join(missed)}")
+    for row in rows:
+        if row.get("slowest_task"):
+            print(f"\n{row['label']}: {describe_slowest(row['slowest_task'])}")
     if result is not None:
         library = next(r for r in rows if r.get("client") == "resilient_llm")
         print(f"\n{verdict_line(result, library)}")

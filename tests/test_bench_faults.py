@@ -241,7 +241,37 @@ def test_faults_short_run_resilient_client_hangs_nothing_and_is_divided_by_the_b
     assert document["baseline_makespan_simulated_s"] > 0
     assert document["verdict"]["target"] == 1.10
     assert document["verdict"]["makespan_over_baseline"] == row["makespan_over_baseline"]
-    assert "x the baseline's (target <= 1.10x)" in capsys.readouterr().out
+    assert len(row["timeline"]) == 12 and {tuple(r[:3]) for r in row["timeline"]} == {
+        (t, r, i) for t in range(2) for r in range(2) for i in range(3)
+    }
+    out = capsys.readouterr().out
+    assert "x the baseline's (target <= 1.10x)" in out
+    if row["hung_or_not_run"] == 0:
+        assert row["slowest_task"]["task"] in (0, 1) and "ended last at" in out
+
+
+def test_slowest_task_follows_the_task_that_ended_last_round_by_round() -> None:
+    timeline = [
+        [0, 0, 0, 100, 0.0, 10.0, "ok"],
+        [0, 0, 1, 300, 0.0, 30.0, "ok"],
+        [0, 1, 0, 50, 30.0, 41.5, "ok"],
+        [1, 0, 0, 900, 0.5, 60.0, "ok"],
+        [1, 1, 0, 20, 60.0, 90.25, "failed"],
+        [1, 1, 1, 400, 60.0, 80.0, "ok"],
+    ]
+    slowest = bench_faults.slowest_task(timeline)
+    assert slowest == {
+        "task": 1,
+        "ended": 90.25,
+        "rounds": [
+            {"round": 0, "started": 0.5, "ended": 60.0, "last_call_tokens": 900, "last_call_seconds": 59.5},
+            {"round": 1, "started": 60.0, "ended": 90.25, "last_call_tokens": 20, "last_call_seconds": 30.25},
+        ],
+    }
+    line = bench_faults.describe_slowest(slowest)
+    assert line.startswith("task 1 ended last at 90.2 s: round 0 59.5 s (last call 900 tokens, 59.5 s)")
+    assert bench_faults.slowest_task([*timeline, [0, 1, 1, 10, 30.0, None, "hung"]]) is None
+    assert bench_faults.slowest_task([]) is None
 
 
 def test_log_option_sends_the_librarys_info_lines_to_a_file_not_the_console(
