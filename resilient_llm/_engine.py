@@ -277,7 +277,6 @@ class Engine:
             replica.upstream.call_started()
         counters = self.counters
         counters.calls += 1
-        limiter = self.limiter
         deadline_at = self.clock() + settings.deadline
         state = _CallState()
         hedge_slowdown = self.hedge_slowdown
@@ -291,8 +290,8 @@ class Engine:
                 while True:
                     state.phase = "queued"
                     try:
-                        lane = await limiter.acquire(
-                            deadline=deadline_at, front=front, model=plan.model, avoid=avoid
+                        lane, lease, replica = await self._slot(
+                            plan, state, deadline_at, front, avoid, shared
                         )
                     except BreakerWouldMissDeadline as exc:
                         counters.circuit_open_rejections += 1
@@ -305,14 +304,9 @@ class Engine:
                             retry_in=exc.retry_in,
                             last_error=state.last_error,
                         ) from state.last_error
-                    lease = None
-                    if shared is not None:
-                        lease = await self._global_slot(lane, state, deadline_at, front, shared, plan)
-                    replica = self.replicas[lane.index]
                     state.phase = "attempt"
-                    state.attempts += 1
-                    counters.attempts += 1
-                    replica.attempts += 1
+                    # a call let through a half-open breaker is its probe (see _plan_retry)
+                    probe = replica.breaker is not None and replica.breaker.state == "half_open"
                     if state.attempts == 1:
                         (self.budget if shared is None else shared.budget).record_request()
                     att = self._attempt(settings, replica, lane, deadline_at, lease, shared, state.attempts)
@@ -325,7 +319,7 @@ class Engine:
                             self._release(lane, lease, shared)
                         state.last_error = exc
                         delay = await self._plan_retry(
-                            settings, plan, exc, state, deadline_at, replica, shared, att.events > 0
+                            settings, plan, exc, state, deadline_at, replica, shared, att.events > 0, probe
                         )
                         state.phase = "backoff"
                         await self.clock.sleep(delay)
@@ -336,13 +330,7 @@ class Engine:
                         if not att.kept:
                             self._release(lane, lease, shared)
                         raise
-                    if not att.kept:
-                        if lease is None:
-                            limiter.release(lane)
-                        else:
-                            self._release(lane, lease, shared)
-                    if replica.breaker is not None:
-                        replica.breaker.on_success()
+                    self._succeeded(replica, lane, lease, shared, kept=att.kept)
                     counters.calls_ok += 1
                     return result
         except DeadlineReached:
@@ -438,6 +426,38 @@ class Engine:
             done.set()
 
     # --- slots ---------------------------------------------------------------------------------
+    async def _slot(
+        self,
+        plan: Plan,
+        state: _CallState,
+        deadline_at: float,
+        front: bool,
+        avoid: Lane | None,
+        shared: SharedLimits | None,
+    ) -> tuple[Lane, Lease | None, Replica]:
+        """The slots for one more attempt of a call (or of its hedged copy), counted as one: the
+        limiter's, on the best replica with room (``avoid``: not this one while another has room), then
+        with coordination the fleet's (:meth:`_global_slot`). Raises ``BreakerWouldMissDeadline``."""
+        lane = await self.limiter.acquire(deadline=deadline_at, front=front, model=plan.model, avoid=avoid)
+        lease = None
+        if shared is not None:
+            lease = await self._global_slot(lane, state, deadline_at, front, shared, plan)
+        replica = self.replicas[lane.index]
+        state.attempts += 1
+        self.counters.attempts += 1
+        replica.attempts += 1
+        return lane, lease, replica
+
+    def _succeeded(
+        self, replica: Replica, lane: Lane, lease: Lease | None, shared: SharedLimits | None, *, kept: bool
+    ) -> None:
+        """An attempt answered: its slots go back (unless a stream ``kept`` them until it is closed)
+        and its replica's breaker hears of it."""
+        if not kept:
+            self._release(lane, lease, shared)
+        if replica.breaker is not None:
+            replica.breaker.on_success()
+
     async def _global_slot(
         self, lane: Lane, state: _CallState, deadline_at: float, front: bool, shared: SharedLimits, plan: Plan
     ) -> Lease | None:
@@ -521,8 +541,15 @@ class Engine:
         replica: Replica,
         shared: SharedLimits | None,
         answered: bool = False,
+        probe: bool = False,
     ) -> float:
-        """The delay before the next attempt, or raise: not retryable, out of retries, budget or time."""
+        """The delay before the next attempt, or raise: not retryable, out of retries, budget or time.
+
+        ``probe``: the attempt went through a half-open breaker. Its retry is not drawn from the retry
+        budget: the breaker already paces its probes (``half_open_probes`` a cooldown), so they are no
+        storm, and a replica that answers every probe with a 503 (a draining server) would otherwise
+        use up the budget that the calls sent to the healthy replicas need.
+        """
         self._count_failure(exc, replica, answered=answered)
         wait_at_least = self._retry_verdict(exc)
         if isinstance(exc, ServerUnreachable) and self._usable_elsewhere(replica, plan.model):
@@ -576,6 +603,8 @@ class Engine:
                 # Work the server lost (a restart, a dropped connection, a forgotten request) is sent
                 # again once without the budget: the same load as before, not an amplification of it.
                 state.lost_retried = allowed = True
+            elif probe:
+                allowed = True
             elif shared is None:
                 allowed = self.budget.try_withdraw()
             else:
@@ -719,16 +748,7 @@ class _Hedger:
         # would otherwise leave the call to the slow answer it was sent to replace.
         state, avoid = _CallState(), self._lane
         while True:
-            lane = await engine.limiter.acquire(
-                deadline=deadline_at, front=True, model=plan.model, avoid=avoid
-            )
-            lease = None
-            if shared is not None:
-                lease = await engine._global_slot(lane, state, deadline_at, True, shared, plan)
-            replica = engine.replicas[lane.index]
-            state.attempts += 1
-            counters.attempts += 1
-            replica.attempts += 1
+            lane, lease, replica = await engine._slot(plan, state, deadline_at, True, avoid, shared)
             att = engine._attempt(self._settings, replica, lane, deadline_at, lease, shared, number=0)
             self._in_flight = True
             try:
@@ -749,9 +769,7 @@ class _Hedger:
                 avoid = lane
                 continue
             self._in_flight = False
-            engine._release(lane, lease, shared)
-            if replica.breaker is not None:
-                replica.breaker.on_success()
+            engine._succeeded(replica, lane, lease, shared, kept=False)
             return result
 
     def won(self) -> None:

@@ -534,6 +534,34 @@ async def test_work_the_server_lost_is_sent_again_once_outside_the_budget() -> N
     assert stats.budget_exhausted == 1
 
 
+async def test_a_failed_breaker_probe_is_retried_outside_the_budget() -> None:
+    # The breaker paces its probes (one a cooldown here): a probe's retry is no storm, and a server that
+    # answers every probe with a 503 (draining) must not use up the budget the other calls need.
+    chats: list[str] = []  # the chat requests (the client also reads /metrics)
+
+    async def handler(request: web.Request, hits: int) -> web.StreamResponse:
+        chats.append(request.path)
+        if len(chats) <= 3:
+            return web.json_response({"error": {"message": "draining"}}, status=503)
+        return await stream_abc(request, hits)
+
+    one_retry = resilient_llm.RetryBudgetConfig(ratio=0.0, min_per_second=0.1, ttl=10.0)
+    breaker = resilient_llm.BreakerConfig(failure_threshold=1, open_cooldown=0.01, half_open_probes=1)
+    with serve(no_metrics(handler)) as server:
+        async with client(
+            server,
+            max_retries=5,
+            retry_budget=one_retry,
+            breaker=breaker,
+            backoff=resilient_llm.Backoff(base=0.001, cap=0.002),
+        ) as c:
+            r = await c.chat.completions.create(model="m", messages=MSG)
+            stats = c.stats()
+    assert r.choices[0].message.content == "abc"
+    # the first failure opened the breaker and took the budget's one retry; the next two were probes
+    assert len(chats) == 4 and stats.retries == 3 and stats.budget_exhausted == 0
+
+
 async def test_per_call_timeout_overrides_the_silence_limit() -> None:
     async def handler(request: web.Request, hits: int) -> web.StreamResponse:
         if hits == 1:

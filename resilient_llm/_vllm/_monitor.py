@@ -343,6 +343,10 @@ class ServerMonitor:
         does not serve in order (priority scheduling, several engines or servers behind one URL, where
         the orphan rule is off too) can mislead it: so each call is cut by it once at most, and never
         when ``/metrics`` shows several engines.
+
+        Cost: each silent request against every started one (at most those in flight plus
+        ``Watches.MAX_RECENT_STARTS``), once a poll: about 5 ms on this project's 2-core machine with
+        744 requests waiting in the server's queue and 320 started, so no index is kept.
         """
         load = self.last_load
         if load is not None and load.engines > 1:
