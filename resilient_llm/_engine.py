@@ -97,6 +97,7 @@ class _CallState:
         "lost_retried",
         "phase",
         "prev_delay",
+        "probe",
         "retries",
     )
 
@@ -109,6 +110,7 @@ class _CallState:
         self.retries = 0  # the retries that count against max_retries and the budget
         self.last_error: BaseException | None = None
         self.phase = "queued"
+        self.probe = False  # the current attempt went through a half-open breaker (see _plan_retry)
 
 
 class Engine:
@@ -305,8 +307,6 @@ class Engine:
                             last_error=state.last_error,
                         ) from state.last_error
                     state.phase = "attempt"
-                    # a call let through a half-open breaker is its probe (see _plan_retry)
-                    probe = replica.breaker is not None and replica.breaker.state == "half_open"
                     if state.attempts == 1:
                         (self.budget if shared is None else shared.budget).record_request()
                     att = self._attempt(settings, replica, lane, deadline_at, lease, shared, state.attempts)
@@ -319,7 +319,7 @@ class Engine:
                             self._release(lane, lease, shared)
                         state.last_error = exc
                         delay = await self._plan_retry(
-                            settings, plan, exc, state, deadline_at, replica, shared, att.events > 0, probe
+                            settings, plan, exc, state, deadline_at, replica, shared, att.events > 0
                         )
                         state.phase = "backoff"
                         await self.clock.sleep(delay)
@@ -439,6 +439,8 @@ class Engine:
         limiter's, on the best replica with room (``avoid``: not this one while another has room), then
         with coordination the fleet's (:meth:`_global_slot`). Raises ``BreakerWouldMissDeadline``."""
         lane = await self.limiter.acquire(deadline=deadline_at, front=front, model=plan.model, avoid=avoid)
+        breaker = self.replicas[lane.index].breaker
+        state.probe = breaker is not None and breaker.state == "half_open"  # read as it let the call in
         lease = None
         if shared is not None:
             lease = await self._global_slot(lane, state, deadline_at, front, shared, plan)
@@ -541,14 +543,14 @@ class Engine:
         replica: Replica,
         shared: SharedLimits | None,
         answered: bool = False,
-        probe: bool = False,
     ) -> float:
         """The delay before the next attempt, or raise: not retryable, out of retries, budget or time.
 
-        ``probe``: the attempt went through a half-open breaker. Its retry is not drawn from the retry
-        budget: the breaker already paces its probes (``half_open_probes`` a cooldown), so they are no
-        storm, and a replica that answers every probe with a 503 (a draining server) would otherwise
-        use up the budget that the calls sent to the healthy replicas need.
+        An attempt that went through a half-open breaker (``state.probe``, a call's or a hedged copy's)
+        is retried without drawing from the retry budget: the breaker already paces its probes
+        (``half_open_probes`` a cooldown), so they are no storm, and a replica that answers every probe
+        with a 503 (a draining server) would otherwise use up the budget that the calls sent to the
+        healthy replicas need.
         """
         self._count_failure(exc, replica, answered=answered)
         wait_at_least = self._retry_verdict(exc)
@@ -603,7 +605,7 @@ class Engine:
                 # Work the server lost (a restart, a dropped connection, a forgotten request) is sent
                 # again once without the budget: the same load as before, not an amplification of it.
                 state.lost_retried = allowed = True
-            elif probe:
+            elif state.probe:
                 allowed = True
             elif shared is None:
                 allowed = self.budget.try_withdraw()
